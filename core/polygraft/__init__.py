@@ -1,0 +1,70 @@
+"""polygraft: multimodal transfer learning for PyTorch.
+
+Nothing heavy is imported by ``import polygraft``: the API below loads torch and plugins on first use.
+
+Example:
+    >>> import polygraft
+    >>> [row["name"] for row in polygraft.list_components("datasets")][:1]
+    ['synthetic-classification']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from polygraft.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_backbone": "polygraft.api",
+    "create_task": "polygraft.api",
+    "create_objective": "polygraft.api",
+    "load_dataset": "polygraft.api",
+    "list_components": "polygraft.api",
+    "load": "polygraft.api",
+    "build_catalog": "polygraft.plugins",
+    "Features": "polygraft.features",
+    "Trainer": "polygraft.training.trainer",
+    "TrainerConfig": "polygraft.training.config",
+}
+
+if TYPE_CHECKING:
+    from polygraft.api import (
+        create_backbone,
+        create_objective,
+        create_task,
+        list_components,
+        load,
+        load_dataset,
+    )
+    from polygraft.features import Features
+    from polygraft.plugins import build_catalog
+    from polygraft.training.config import TrainerConfig
+    from polygraft.training.trainer import Trainer
+
+__all__ = [
+    "Features",
+    "Trainer",
+    "TrainerConfig",
+    "__version__",
+    "build_catalog",
+    "create_backbone",
+    "create_objective",
+    "create_task",
+    "hookimpl",
+    "list_components",
+    "load",
+    "load_dataset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'polygraft' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

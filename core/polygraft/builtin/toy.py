@@ -1,0 +1,96 @@
+"""A tiny MLP backbone over float vectors (or sequences of them) for tests, tutorials and conformance checks.
+
+Example:
+    >>> from polygraft.builtin.toy import create_toy_backbone
+    >>> backbone = create_toy_backbone(in_features=4, hidden=8, depth=2)
+    >>> len(backbone.layer_groups())
+    3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from polygraft.errors import DataError, WeightsError
+from polygraft.features import Features
+from polygraft.interfaces.backbone import Backbone
+from polygraft.interfaces.preprocessor import Preprocessor
+
+
+class VectorPreprocessor(Preprocessor):
+    """``{"x": [f1, ...]}`` (one vector) or ``{"x": [[...], ...]}`` (a sequence) → float tensor."""
+
+    input_key = "x"
+
+    def __init__(self, in_features: int) -> None:
+        self.in_features = in_features
+
+    def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        if self.input_key not in example:
+            raise DataError(f"example has no {self.input_key!r} key (keys: {sorted(example)})",
+                            path=example.get("_origin"))
+        x = torch.as_tensor(example[self.input_key], dtype=torch.float32)
+        if x.shape[-1] != self.in_features:
+            raise DataError(f"expected {self.in_features} features, got {x.shape[-1]}", path=example.get("_origin"))
+        return {"x": x}
+
+    def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        tensors = [item["x"] for item in items]
+        if tensors[0].dim() == 1:
+            return {"x": torch.stack(tensors)}
+        lengths = torch.tensor([t.shape[0] for t in tensors])
+        padded = nn.utils.rnn.pad_sequence(tensors, batch_first=True)
+        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+        return {"x": padded, "mask": mask}
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "vector", "in_features": self.in_features}
+
+
+class ToyBackbone(Backbone):
+    """Linear input layer then ``depth`` residual MLP blocks; pooled or sequence features."""
+
+    modality = "any"
+
+    def __init__(self, in_features: int = 8, hidden: int = 16, depth: int = 2) -> None:
+        super().__init__()
+        self.feature_dim = hidden
+        self.stem = nn.Linear(in_features, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU()) for _ in range(depth)
+        )
+        self._preprocessor = VectorPreprocessor(in_features)
+
+    @property
+    def preprocessor(self) -> VectorPreprocessor:
+        return self._preprocessor
+
+    def forward(self, inputs: Mapping[str, Any]) -> Features:
+        h = self.stem(inputs["x"])
+        for block in self.blocks:
+            h = h + block(h)
+        if h.dim() == 3:
+            return Features(sequence=h, mask=inputs.get("mask"))
+        return Features(pooled=h)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.stem, *self.blocks]
+
+
+def create_toy_backbone(*, weights: str | None = None, in_features: int = 8, hidden: int = 16,
+                        depth: int = 2) -> ToyBackbone:
+    """Factory registered as backbone ``toy``; ``weights`` may be a safetensors file of a ToyBackbone."""
+    backbone = ToyBackbone(in_features, hidden, depth)
+    backbone.build_options = {"in_features": in_features, "hidden": hidden, "depth": depth}
+    if weights is not None:
+        from safetensors.torch import load_file
+
+        try:
+            backbone.load_state_dict(load_file(weights), strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise WeightsError(f"{weights}: cannot load toy backbone weights: {exc}") from exc
+    return backbone

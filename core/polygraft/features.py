@@ -1,0 +1,73 @@
+"""Modality-free features: what every backbone yields and every head reads.
+
+Example:
+    >>> import torch
+    >>> from polygraft.features import Features
+    >>> f = Features(sequence=torch.ones(2, 3, 4), mask=torch.tensor([[1, 1, 0], [1, 0, 0]]).bool())
+    >>> f.pool().shape
+    torch.Size([2, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Batch = dict[str, Any]
+"""A collated batch: backbone inputs (``input_ids``, ``pixel_values``...) plus targets (``labels``...)."""
+
+
+@dataclass
+class Features:
+    """Backbone output.
+
+    Attributes:
+        pooled: ``(B, D)`` one vector per example.
+        sequence: ``(B, T, D)`` tokens or frames.
+        mask: ``(B, T)`` bool, True where ``sequence`` is real (not padding).
+        maps: multi-scale ``(B, C_i, H_i, W_i)`` feature maps, highest resolution first.
+        strides: input pixels per map cell, one per map.
+    """
+
+    pooled: torch.Tensor | None = None
+    sequence: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    maps: list[torch.Tensor] | None = None
+    strides: list[int] | None = None
+
+    def pool(self) -> torch.Tensor:
+        """A ``(B, D)`` vector: ``pooled`` if present, else masked mean of ``sequence``, else mean of the last map."""
+        if self.pooled is not None:
+            return self.pooled
+        if self.sequence is not None:
+            if self.mask is None:
+                return self.sequence.mean(dim=1)
+            weights = self.mask.to(self.sequence.dtype).unsqueeze(-1)
+            return (self.sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        if self.maps:
+            return self.maps[-1].mean(dim=(-2, -1))
+        raise ValueError("Features is empty: the backbone produced neither pooled, sequence nor maps")
+
+
+def move_to_device(batch: Any, device: torch.device, *, non_blocking: bool = True) -> Any:
+    """Move every tensor in a (nested) batch to ``device`` once."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return {key: move_to_device(value, device, non_blocking=non_blocking) for key, value in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to_device(value, device, non_blocking=non_blocking) for value in batch)
+    return batch
+
+
+def batch_size_of(batch: Mapping[str, Any]) -> int:
+    """Number of examples in a collated batch (first tensor's leading dimension, or a list's length)."""
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return int(value.shape[0])
+        if isinstance(value, list):
+            return len(value)
+    raise ValueError("cannot tell the batch size: the batch holds no tensor or list")

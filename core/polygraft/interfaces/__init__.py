@@ -1,0 +1,22 @@
+"""Base classes every component implements: backbones, heads, tasks, objectives, data sources, preprocessors."""
+
+from polygraft.interfaces.backbone import Backbone
+from polygraft.interfaces.datasource import DataSource, ListSource
+from polygraft.interfaces.head import Head
+from polygraft.interfaces.module import DataPipeline, StepOutput, TrainingModule
+from polygraft.interfaces.objective import PretrainingObjective
+from polygraft.interfaces.preprocessor import Preprocessor
+from polygraft.interfaces.task import Task
+
+__all__ = [
+    "Backbone",
+    "DataPipeline",
+    "DataSource",
+    "Head",
+    "ListSource",
+    "Preprocessor",
+    "PretrainingObjective",
+    "StepOutput",
+    "Task",
+    "TrainingModule",
+]

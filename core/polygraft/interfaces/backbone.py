@@ -1,0 +1,78 @@
+"""The Backbone base class: modality inputs → :class:`~polygraft.features.Features`.
+
+Subclasses set ``modality``, ``feature_dim`` (and ``map_channels``/``map_strides`` when they yield maps),
+implement ``forward`` and ``layer_groups``, and expose a :class:`Preprocessor`.
+
+Example:
+    >>> import polygraft
+    >>> backbone = polygraft.create_backbone("toy", in_features=4, hidden=8)
+    >>> inputs = backbone.preprocessor.collate([backbone.preprocessor({"x": [0.0, 1.0, 2.0, 3.0]})])
+    >>> backbone(inputs).pooled.shape
+    torch.Size([1, 8])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from polygraft.features import Features
+from polygraft.interfaces.preprocessor import Preprocessor
+
+
+class Backbone(nn.Module):
+    """Base class of every backbone."""
+
+    modality: str = "any"
+    feature_dim: int = 0
+    map_channels: tuple[int, ...] = ()
+    map_strides: tuple[int, ...] = ()
+    #: the registered backbone name and the options that rebuild this architecture (filled by create_backbone)
+    spec_name: str = ""
+    build_options: dict[str, Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.build_options = {}
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The preprocessing this backbone expects (tokenizer, image transform, resampling...)."""
+        raise NotImplementedError
+
+    def forward(self, inputs: Mapping[str, Any]) -> Features:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Groups of layers ordered input → output (used by freezing, gradual unfreezing, LLRD)."""
+        raise NotImplementedError
+
+    def freeze(self, trainable_layers: int = 0) -> None:
+        """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen)."""
+        groups = self.layer_groups()
+        if not 0 <= trainable_layers <= len(groups):
+            raise ValueError(f"trainable_layers must be in [0, {len(groups)}], got {trainable_layers}")
+        self.requires_grad_(False)
+        for group in groups[len(groups) - trainable_layers :]:
+            group.requires_grad_(True)
+
+    def unfreeze(self) -> None:
+        self.requires_grad_(True)
+
+    def export(self, directory: Path) -> dict[str, Any]:
+        """Write whatever the architecture needs besides weights (HF config, tokenizer...) into
+        ``directory`` and return the options that rebuild it there with ``create_backbone``.
+        """
+        return dict(self.build_options)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backbone": self.spec_name or type(self).__name__,
+            "modality": self.modality,
+            "feature_dim": self.feature_dim,
+            "layer_groups": len(self.layer_groups()),
+            "preprocessing": self.preprocessor.describe(),
+        }

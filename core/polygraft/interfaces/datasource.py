@@ -1,0 +1,97 @@
+"""Data sources: indexable collections of raw example dicts.
+
+A raw example is ``{"text": str}``, ``{"image": PIL.Image}``, ``{"audio": waveform, "sample_rate": int}`` or
+``{"x": [...]}``, plus its target (``label``, ``tags``, ``boxes``, ``transcript``) and optionally ``_origin``
+("file:line") so errors can say where a bad example came from. Skipped rows are counted in ``skipped``.
+
+Example:
+    >>> from polygraft.interfaces import ListSource
+    >>> source = ListSource([{"x": [0.0], "label": "a"}, {"x": [1.0], "label": "b"}], label_names=["a", "b"])
+    >>> train, val = source.split([0.5, 0.5], seed=0)
+    >>> len(train), len(val)
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+
+class DataSource(Sequence[dict[str, Any]]):
+    """Base class. Subclasses implement ``__len__`` and ``_example(index)``."""
+
+    name: str = ""
+    label_names: list[str] | None = None
+
+    def __init__(self) -> None:
+        self.skipped: Counter[str] = Counter()  # reason -> count; reported, never silent
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _example(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name or type(self).__name__}: index {index} out of range ({len(self)})")
+        return self._example(index % len(self))
+
+    def split(self, fractions: Sequence[float], *, seed: int = 0) -> list[SubsetSource]:
+        """Deterministic shuffled split by fractions (or absolute counts when all are ints ≥ 1)."""
+        order = list(range(len(self)))
+        random.Random(seed).shuffle(order)
+        if all(isinstance(f, int) and f >= 1 for f in fractions):
+            sizes = [int(f) for f in fractions]
+            if sum(sizes) > len(order):
+                raise ValueError(f"split sizes {sizes} need {sum(sizes)} examples; the source has {len(order)}")
+        else:
+            total = float(sum(fractions))
+            sizes = [round(len(order) * f / total) for f in fractions]
+            sizes[-1] = len(order) - sum(sizes[:-1])
+        parts, start = [], 0
+        for size in sizes:
+            parts.append(SubsetSource(self, order[start : start + size]))
+            start += size
+        return parts
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "size": len(self), "labels": self.label_names, "skipped": dict(self.skipped)}
+
+
+class ListSource(DataSource):
+    """Examples already in memory."""
+
+    def __init__(self, examples: Sequence[dict[str, Any]], *, label_names: Sequence[str] | None = None,
+                 name: str = "list") -> None:
+        super().__init__()
+        self.examples = list(examples)
+        self.label_names = list(label_names) if label_names is not None else None
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def _example(self, index: int) -> dict[str, Any]:
+        return self.examples[index]
+
+
+class SubsetSource(DataSource):
+    """A view on some indices of another source (keeps its label names)."""
+
+    def __init__(self, parent: DataSource, indices: Sequence[int]) -> None:
+        super().__init__()
+        self.parent = parent
+        self.indices = list(indices)
+        self.label_names = parent.label_names
+        self.name = parent.name
+        self.skipped = parent.skipped
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _example(self, index: int) -> dict[str, Any]:
+        return self.parent[self.indices[index]]

@@ -1,0 +1,18 @@
+"""The Head base class: reads only :class:`~polygraft.features.Features`, so it serves any modality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from polygraft.features import Features
+
+
+class Head(nn.Module):
+    """Base class of task heads. ``consumes`` names the feature kind it reads."""
+
+    consumes: str = "pooled"
+
+    def forward(self, features: Features) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError

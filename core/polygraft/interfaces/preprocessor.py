@@ -1,0 +1,35 @@
+"""The preprocessor: a small picklable object that turns raw examples into model inputs.
+
+It runs in DataLoader workers and is saved in the run directory beside the weights, separate from the
+``nn.Module``. ``__call__`` handles one example; ``collate`` pads a list of them into tensors.
+
+Example:
+    >>> from polygraft.builtin.toy import VectorPreprocessor
+    >>> pre = VectorPreprocessor(in_features=2)
+    >>> pre.collate([pre({"x": [1.0, 2.0]}), pre({"x": [3.0, 4.0]})])["x"].shape
+    torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class Preprocessor:
+    """Base class. Subclasses keep only picklable state (no modules, no open files)."""
+
+    #: which raw example key carries the input (``text``, ``image``, ``audio``, ``x``)
+    input_key: str = "x"
+
+    def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        """Model inputs for one raw example (unbatched)."""
+        raise NotImplementedError
+
+    def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Pad and stack the inputs of several examples into batched tensors."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly settings (shown to people and saved in the run directory)."""
+        return {"type": type(self).__name__}

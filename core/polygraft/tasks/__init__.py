@@ -1,0 +1,1 @@
+"""Modality-free tasks: heads read only Features, so each task serves text, images and audio alike."""

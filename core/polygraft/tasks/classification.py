@@ -1,0 +1,134 @@
+"""Classification of whole examples (sentences, images, clips) from pooled features.
+
+Metrics: accuracy, macro-F1 (and top-5 accuracy when there are more than 5 classes), accumulated batch
+by batch with torchmetrics; a confusion matrix is kept for plotting.
+
+Example:
+    >>> import polygraft
+    >>> task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
+    ...                              backbone_options={"in_features": 2})
+    >>> batch = task.collate([task.prepare_example({"x": [0.0, 1.0], "label": "a"})])
+    >>> task.predict(batch)[0]["label"] in {"a", "b"}
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchmetrics
+from torch import nn
+from torch.nn import functional as F
+
+from polygraft.features import Batch, Features
+from polygraft.interfaces.backbone import Backbone
+from polygraft.interfaces.head import Head
+from polygraft.interfaces.module import DataPipeline, StepOutput
+from polygraft.interfaces.preprocessor import Preprocessor
+from polygraft.interfaces.task import LabelEncoder, Task
+
+
+class ClassificationHead(Head):
+    """Dropout + linear layer on the pooled features."""
+
+    consumes = "pooled"
+
+    def __init__(self, in_features: int, num_classes: int, *, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return self.linear(self.dropout(features.pool()))
+
+
+class ClassificationPipeline(DataPipeline):
+    """Backbone preprocessing plus the label id."""
+
+    def __init__(self, preprocessor: Preprocessor, label_names: Sequence[str], label_key: str = "label") -> None:
+        self.preprocessor = preprocessor
+        self.encode = LabelEncoder(label_names)
+        self.label_key = label_key
+
+    def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        item = {"inputs": self.preprocessor(example)}
+        if self.label_key in example:
+            item["label"] = self.encode(example[self.label_key], example)
+        return item
+
+    def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
+        batch: Batch = {"inputs": self.preprocessor.collate([item["inputs"] for item in items])}
+        if items and "label" in items[0]:
+            batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+        return batch
+
+
+class ClassificationTask(Task):
+    """Cross-entropy classification of pooled features."""
+
+    def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
+                 label_smoothing: float = 0.0, label_key: str = "label") -> None:
+        head = ClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
+        super().__init__(backbone, head, label_names=label_names, dropout=dropout,
+                         label_smoothing=label_smoothing, label_key=label_key)
+        self.label_smoothing = label_smoothing
+        self.label_key = label_key
+        n = self.num_classes
+        metrics: dict[str, torchmetrics.Metric] = {
+            "accuracy": torchmetrics.classification.MulticlassAccuracy(n, average="micro"),
+            "macro_f1": torchmetrics.classification.MulticlassF1Score(n, average="macro"),
+        }
+        if n > 5:
+            metrics["top5_accuracy"] = torchmetrics.classification.MulticlassAccuracy(n, top_k=5, average="micro")
+        self.metrics = torchmetrics.MetricCollection(metrics)
+        self.confusion = torchmetrics.classification.MulticlassConfusionMatrix(n)
+
+    def data_pipeline(self, *, training: bool) -> ClassificationPipeline:
+        return ClassificationPipeline(self.backbone.preprocessor, self.label_names, self.label_key)
+
+    def forward(self, batch: Batch) -> StepOutput:
+        logits = self.head(self.backbone(batch["inputs"]))
+        loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.label_smoothing)
+        return StepOutput(loss=loss, outputs=logits)
+
+    def update_metrics(self, batch: Batch, output: StepOutput) -> None:
+        logits = output.outputs.detach().float()
+        self.metrics.update(logits, batch["labels"])
+        self.confusion.update(logits, batch["labels"])
+
+    def compute_metrics(self) -> dict[str, float]:
+        return {name: float(value) for name, value in self.metrics.compute().items()}
+
+    def confusion_matrix(self) -> torch.Tensor:
+        return self.confusion.compute()
+
+    def reset_metrics(self) -> None:
+        self.metrics.reset()
+        self.confusion.reset()
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[dict[str, Any]]:
+        probabilities = torch.softmax(self.head(self.backbone(batch["inputs"])).float(), dim=-1)
+        results = []
+        for row in probabilities:
+            best = int(row.argmax())
+            results.append({
+                "label": self.label_names[best],
+                "score": float(row[best]),
+                "probabilities": {name: float(p) for name, p in zip(self.label_names, row)},
+            })
+        return results
+
+    def save_artifacts(self, directory: Path) -> list[Path]:
+        """Plot the confusion matrix of the last validation (called by the trainer at the end)."""
+        from polygraft.plots import plot_confusion_matrix
+
+        return [plot_confusion_matrix(self.confusion_matrix(), self.label_names, directory / "confusion.png")]
+
+
+def create_classification_task(*, backbone: Backbone, label_names: Sequence[str], **options: Any) -> ClassificationTask:
+    """Factory registered as task ``classification``."""
+    return ClassificationTask(backbone, label_names=label_names, **options)

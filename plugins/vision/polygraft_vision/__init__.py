@@ -1,0 +1,3 @@
+"""polygraft-vision: the vision plugin for polygraft."""
+
+__version__ = "0.1.0"
