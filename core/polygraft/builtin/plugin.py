@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from polygraft.finetune.specs import STRATEGY_SPECS
 from polygraft.hookspecs import Register, hookimpl
-from polygraft.specs import BackboneSpec, DatasetSpec, TaskSpec
+from polygraft.specs import BackboneSpec, DatasetSpec
+from polygraft.tasks.specs import TASK_SPECS
+from polygraft.training.callback_specs import CALLBACK_SPECS
 
 
 @hookimpl
@@ -17,11 +20,8 @@ def polygraft_register_backbones(register: Register) -> None:
 
 @hookimpl
 def polygraft_register_tasks(register: Register) -> None:
-    register(TaskSpec(
-        name="classification", factory="polygraft.tasks.classification:create_classification_task",
-        consumes="pooled", target="class",
-        description="One label per example from pooled features: accuracy, macro-F1, confusion matrix.",
-    ))
+    for spec in TASK_SPECS:
+        register(spec)
 
 
 @hookimpl
@@ -30,3 +30,15 @@ def polygraft_register_datasets(register: Register) -> None:
         name="synthetic-classification", factory="polygraft.builtin.synthetic:create_synthetic_classification",
         target="class", description="Gaussian clusters made on the fly; learnable in a few steps.",
     ))
+
+
+@hookimpl
+def polygraft_register_strategies(register: Register) -> None:
+    for spec in STRATEGY_SPECS:
+        register(spec)
+
+
+@hookimpl
+def polygraft_register_callbacks(register: Register) -> None:
+    for spec in CALLBACK_SPECS:
+        register(spec)

@@ -1,0 +1,1 @@
+"""The shared trainer and the pieces it wires: loop, precision, distribution, checkpoints, callbacks."""
