@@ -20,7 +20,7 @@ from polygraft.specs import KIND_PLURALS, MODALITIES
 
 LIST_KINDS = [plural for kind, plural in KIND_PLURALS.items()]
 # extra subcommands live in their own modules and register here: name -> "module:function(subparsers)"
-EXTRA_COMMANDS: tuple[str, ...] = ()
+EXTRA_COMMANDS: tuple[str, ...] = ("polygraft.cli_run:add_commands",)
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:

@@ -4,9 +4,12 @@ The trainer calls, in order, for every strategy in the recipe's list:
   1. ``setup(module)`` once, before the optimizer exists (freeze layers, wrap with LoRA...).
   2. ``param_groups(module, lr=..., weight_decay=...)``: the first strategy that returns groups (not None)
      decides the optimizer's parameter groups (LLRD does); otherwise the trainer's default groups
-     (no decay on norms and biases) over the trainable parameters are used.
+     (no decay on norms and biases) over every parameter are used (frozen ones get no gradient).
   3. ``callbacks()``: trainer callbacks the strategy needs (gradual unfreezing, EMA).
   4. ``finalize(module)`` once after training, before the model is saved (merge LoRA weights...).
+
+Recipes build their strategies with :func:`polygraft.finetune.build_strategies`, which sorts them by ``order``
+(lower first; ties keep recipe order) and rejects pairs named in ``conflicts_with``.
 
 Example:
     >>> from polygraft.finetune.base import FinetuneStrategy
@@ -29,6 +32,10 @@ class FinetuneStrategy:
     """Base class: every step is a no-op by default."""
 
     name: str = ""
+    #: application order when combined (lower first): setup, callbacks and finalize all follow it
+    order: int = 50
+    #: names of strategies this one cannot be combined with (checked both ways by build_strategies)
+    conflicts_with: tuple[str, ...] = ()
 
     def setup(self, module: TrainingModule) -> None:
         """Prepare the module before the optimizer is built."""

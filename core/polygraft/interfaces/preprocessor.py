@@ -30,6 +30,10 @@ class Preprocessor:
         """Pad and stack the inputs of several examples into batched tensors."""
         raise NotImplementedError
 
+    def read_input(self, value: str) -> dict[str, Any]:
+        """A raw example from a command-line value (text as is; image/audio plugins open the file)."""
+        return {self.input_key: value}
+
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings (shown to people and saved in the run directory)."""
         return {"type": type(self).__name__}

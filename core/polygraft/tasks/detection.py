@@ -1,0 +1,235 @@
+"""Object detection from multi-scale feature maps: torchvision's FPN + FCOS head, COCO mAP metrics.
+
+Modality-free: the head reads only ``Features.maps`` with the backbone's ``map_channels`` / ``map_strides``,
+so any backbone that yields maps (a timm CNN, a spectrogram CNN...) can detect boxes. The data pipeline asks
+the backbone's preprocessor for a no-crop variant (``for_dense_prediction()``), so boxes scale linearly with
+the input, and flips inputs and boxes together at training time.
+
+Raw examples carry ``boxes`` (``[x0, y0, x1, y1]`` in input pixels) and ``labels`` (names or ids); predictions
+are ``{"boxes", "labels", "scores"}`` in the original input's coordinates. Metrics: COCO mAP@[.5:.95]
+(``map``), mAP@.5 (``map_50``), mAP@.75 and mAR@100, through torchmetrics with the pycocotools backend,
+updated batch by batch.
+
+Example:
+    >>> import polygraft
+    >>> from PIL import Image
+    >>> task = polygraft.create_task("detection", backbone="timm", label_names=["square"],
+    ...     backbone_options={"model_name": "test_resnet", "features": "maps", "image_size": 64})
+    >>> batch = task.collate([task.prepare_example({"image": Image.new("RGB", (64, 64)),
+    ...                                             "boxes": [[8, 8, 24, 24]], "labels": ["square"]})])
+    >>> float(task(batch).loss) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from polygraft.errors import DataError, IncompatibleComponentsError
+from polygraft.features import Batch, Features
+from polygraft.interfaces.backbone import Backbone
+from polygraft.interfaces.head import Head
+from polygraft.interfaces.module import DataPipeline, StepOutput
+from polygraft.interfaces.preprocessor import Preprocessor
+from polygraft.interfaces.task import LabelEncoder, Task
+
+
+class FCOSDetectionHead(Head):
+    """FPN over the backbone's last ``levels`` maps (+ ``extra_levels`` P6/P7), then torchvision's FCOS."""
+
+    consumes = "maps"
+
+    def __init__(self, map_channels: Sequence[int], map_strides: Sequence[int], num_classes: int, *,
+                 fpn_channels: int = 64, levels: int = 3, extra_levels: int = 2, head_convs: int = 2,
+                 score_thresh: float = 0.05, nms_thresh: float = 0.6, detections_per_image: int = 100,
+                 center_sampling_radius: float = 1.5) -> None:
+        super().__init__()
+        try:
+            from torchvision.models.detection.anchor_utils import AnchorGenerator
+            from torchvision.models.detection.fcos import FCOS, FCOSHead
+            from torchvision.ops import FeaturePyramidNetwork
+            from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+        except ImportError as exc:  # pragma: no cover - torchvision comes with the vision plugin
+            raise IncompatibleComponentsError("the detection task needs torchvision: pip install torchvision") from exc
+        if not map_channels or len(map_channels) != len(map_strides):
+            raise IncompatibleComponentsError("the detection head needs a backbone that yields feature maps "
+                                              "(map_channels and map_strides), e.g. timm with features='maps'")
+        if extra_levels not in (0, 2):
+            raise IncompatibleComponentsError(f"extra_levels must be 0 or 2 (P6, P7), got {extra_levels}")
+        levels = min(levels, len(map_channels))
+        self.level_indices = list(range(len(map_channels)))[-levels:]
+        strides = [int(map_strides[i]) for i in self.level_indices]
+        strides += [strides[-1] * 2 ** (k + 1) for k in range(extra_levels)]
+        self.level_strides = strides
+        fpn = FeaturePyramidNetwork(
+            [int(map_channels[i]) for i in self.level_indices], fpn_channels,
+            extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels) if extra_levels else None,
+        )
+        fpn.out_channels = fpn_channels  # what torchvision's detectors expect of their "backbone"
+        anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))  # FCOS: size = stride
+        head = FCOSHead(fpn_channels, 1, num_classes, num_convs=head_convs)
+        self.detector = FCOS(fpn, num_classes, anchor_generator=anchors, head=head,
+                             center_sampling_radius=center_sampling_radius, score_thresh=score_thresh,
+                             nms_thresh=nms_thresh, detections_per_img=detections_per_image)
+
+    def forward(self, features: Features, sizes: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None,
+                *, decode: bool = False) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]] | None]:
+        """Losses (when ``targets`` are given) and decoded detections (when ``decode``)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        if not features.maps:
+            raise IncompatibleComponentsError("the backbone produced no feature maps; build it with features='maps'")
+        maps = OrderedDict((str(k), features.maps[i]) for k, i in enumerate(self.level_indices))
+        pyramid = list(self.detector.backbone(maps).values())
+        head_outputs = self.detector.head(pyramid)
+        height, width = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+        image_sizes = [(int(h), int(w)) for h, w in sizes.tolist()]
+        canvas = pyramid[0].new_empty((len(image_sizes), 0, height, width))
+        anchors = self.detector.anchor_generator(ImageList(canvas, image_sizes), pyramid)
+        per_level = [x.size(2) * x.size(3) for x in pyramid]
+        losses: dict[str, torch.Tensor] = {}
+        if targets is not None:
+            losses = self.detector.compute_loss(targets, head_outputs, anchors, per_level)
+        detections = None
+        if decode:
+            split_outputs = {k: list(v.split(per_level, dim=1)) for k, v in head_outputs.items()}
+            split_anchors = [list(a.split(per_level)) for a in anchors]
+            detections = self.detector.postprocess_detections(split_outputs, split_anchors, image_sizes)
+        return losses, detections
+
+
+def _extent(example: Mapping[str, Any], key: str) -> tuple[int, int]:
+    """(width, height) of a raw input: PIL-like ``.size``, or an array's last two dims, or width/height keys."""
+    if "width" in example and "height" in example:
+        return int(example["width"]), int(example["height"])
+    value = example.get(key)
+    size = getattr(value, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) >= 2:
+        return int(shape[1]), int(shape[0])
+    raise DataError(f"cannot tell the size of {key!r} to scale its boxes", path=example.get("_origin"))
+
+
+class DetectionPipeline(DataPipeline):
+    """Preprocess without cropping, scale boxes to the input size, flip both at training time."""
+
+    def __init__(self, preprocessor: Preprocessor, label_names: Sequence[str], *, training: bool,
+                 flip_prob: float = 0.5) -> None:
+        dense = getattr(preprocessor, "for_dense_prediction", None)
+        if dense is None:
+            raise IncompatibleComponentsError(
+                f"{type(preprocessor).__name__} has no for_dense_prediction(): detection needs preprocessing that "
+                "resizes whole inputs without cropping"
+            )
+        self.preprocessor = dense()
+        self.encode = LabelEncoder(label_names)
+        self.training = training
+        self.flip_prob = flip_prob
+
+    def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        inputs = self.preprocessor(example)
+        tensor = next(v for v in inputs.values() if isinstance(v, torch.Tensor) and v.dim() >= 2)
+        height, width = int(tensor.shape[-2]), int(tensor.shape[-1])
+        item: dict[str, Any] = {"inputs": inputs, "size": (height, width), "image_id": example.get("image_id")}
+        measure = getattr(self.preprocessor, "extent", None)
+        raw_w, raw_h = measure(example) if measure else _extent(example, self.preprocessor.input_key)
+        sx, sy = width / raw_w, height / raw_h
+        item["scale"] = (sx, sy)
+        if "boxes" in example:
+            boxes = torch.as_tensor(example["boxes"], dtype=torch.float32).reshape(-1, 4)
+            labels = example.get("labels", [])
+            if len(labels) != len(boxes):
+                raise DataError(f"{len(boxes)} boxes but {len(labels)} labels", path=example.get("_origin"))
+            if len(boxes) and bool(((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any()):
+                raise DataError("a box has zero or negative size (boxes are [x0, y0, x1, y1])",
+                                path=example.get("_origin"))
+            boxes = boxes * torch.tensor([sx, sy, sx, sy])
+            item["boxes"] = boxes
+            item["labels"] = torch.tensor([self.encode(label, example) for label in labels], dtype=torch.long)
+        if self.training and random.random() < self.flip_prob:
+            item["inputs"] = {k: v.flip(-1) if isinstance(v, torch.Tensor) and v.shape[-2:] == (height, width)
+                              else v for k, v in inputs.items()}
+            if "boxes" in item:
+                boxes = item["boxes"].clone()
+                boxes[:, [0, 2]] = width - item["boxes"][:, [2, 0]]
+                item["boxes"] = boxes
+        return item
+
+    def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
+        batch: Batch = {
+            "inputs": self.preprocessor.collate([item["inputs"] for item in items]),
+            "sizes": torch.tensor([item["size"] for item in items], dtype=torch.long),
+            "scales": torch.tensor([item["scale"] for item in items], dtype=torch.float32),
+            "image_ids": [item["image_id"] for item in items],
+        }
+        if items and "boxes" in items[0]:
+            batch["targets"] = [{"boxes": item["boxes"], "labels": item["labels"]} for item in items]
+        return batch
+
+
+class DetectionTask(Task):
+    """FCOS detection on any backbone that yields feature maps."""
+
+    def __init__(self, backbone: Backbone, *, label_names: Sequence[str], flip_prob: float = 0.5,
+                 **head_options: Any) -> None:
+        head = FCOSDetectionHead(backbone.map_channels, backbone.map_strides, len(label_names), **head_options)
+        super().__init__(backbone, head, label_names=label_names, flip_prob=flip_prob, **head_options)
+        self.flip_prob = flip_prob
+        from torchmetrics.detection import MeanAveragePrecision
+
+        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+
+    def data_pipeline(self, *, training: bool) -> DetectionPipeline:
+        return DetectionPipeline(self.backbone.preprocessor, self.label_names, training=training,
+                                 flip_prob=self.flip_prob)
+
+    def forward(self, batch: Batch) -> StepOutput:
+        if "targets" not in batch:
+            raise DataError("a detection batch needs boxes and labels to compute a loss; use predict() instead")
+        features = self.backbone(batch["inputs"])
+        losses, detections = self.head(features, batch["sizes"], batch["targets"], decode=not self.training)
+        loss = sum(losses.values())
+        return StepOutput(loss=loss, outputs={"detections": detections,
+                                              "losses": {k: v.detach() for k, v in losses.items()}})
+
+    def update_metrics(self, batch: Batch, output: StepOutput) -> None:
+        detections = output.outputs["detections"]
+        if detections is None:
+            with torch.no_grad():
+                _, detections = self.head(self.backbone(batch["inputs"]), batch["sizes"], decode=True)
+        preds = [{k: d[k].detach().float() if k != "labels" else d[k] for k in ("boxes", "scores", "labels")}
+                 for d in detections]
+        self.metric.update(preds, batch["targets"])
+
+    def compute_metrics(self) -> dict[str, float]:
+        result = self.metric.compute()
+        return {key: float(result[key]) for key in ("map", "map_50", "map_75", "mar_100") if key in result}
+
+    def reset_metrics(self) -> None:
+        self.metric.reset()
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[dict[str, Any]]:
+        _, detections = self.head(self.backbone(batch["inputs"]), batch["sizes"], decode=True)
+        results = []
+        for detection, scale in zip(detections, batch["scales"]):
+            sx, sy = float(scale[0]), float(scale[1])
+            boxes = detection["boxes"].float().cpu() / torch.tensor([sx, sy, sx, sy])
+            results.append({
+                "boxes": [[round(float(v), 2) for v in box] for box in boxes],
+                "labels": [self.label_names[int(i)] for i in detection["labels"]],
+                "scores": [round(float(s), 4) for s in detection["scores"]],
+            })
+        return results
+
+
+def create_detection_task(*, backbone: Backbone, label_names: Sequence[str], **options: Any) -> DetectionTask:
+    """Factory registered as task ``detection``."""
+    return DetectionTask(backbone, label_names=label_names, **options)

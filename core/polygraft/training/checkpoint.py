@@ -1,0 +1,75 @@
+"""Atomic checkpoints (temp file, fsync, rename) with everything a resume needs; loaded with weights_only=True.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from polygraft.training.checkpoint import atomic_save, load_checkpoint
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.pt"
+    >>> atomic_save({"step": 3}, path)
+    >>> load_checkpoint(path)["step"]
+    3
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polygraft.errors import TrainingError
+
+
+def atomic_save(state: dict[str, Any], path: Path) -> None:
+    """Write to a temp file in the same folder, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise TrainingError(f"{path}: cannot read checkpoint ({exc}); delete it or resume from another") from exc
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states in weights_only-loadable types."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": _to_lists(random.getstate()),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_to_tuples(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _to_tuples(value: Any) -> Any:
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value

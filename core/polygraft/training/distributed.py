@@ -1,0 +1,96 @@
+"""torch.distributed under torchrun: process group set-up, samplers, reductions. Single process otherwise.
+
+Launch the same recipe on N processes with ``torchrun --nproc-per-node N -m polygraft finetune recipe.yaml``:
+gloo on CPU, NCCL on CUDA.
+
+Example:
+    >>> from polygraft.training.distributed import DistributedContext
+    >>> DistributedContext.from_environment().world_size
+    1
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+
+@dataclass
+class DistributedContext:
+    """Rank information (world size 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    initialized_here: bool = False
+
+    @classmethod
+    def from_environment(cls) -> DistributedContext:
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            return cls()
+        return cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def setup(self, device: torch.device) -> None:
+        """Initialise the process group (gloo on CPU, NCCL on CUDA) when torchrun started several ranks."""
+        if not self.enabled or dist.is_initialized():
+            return
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+        self.initialized_here = True
+
+    def teardown(self) -> None:
+        if self.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+            self.initialized_here = False
+
+    def barrier(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+
+    def mean(self, value: float, device: torch.device) -> float:
+        """Average a Python number across ranks."""
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world_size
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (also for one process) that can skip the samples of batches already trained on.
+
+    The order depends only on ``seed`` and the epoch, so a resumed run sees exactly the batches an
+    uninterrupted run would have seen.
+    """
+
+    def __init__(self, dataset_size: int, *, rank: int, world_size: int, shuffle: bool, seed: int,
+                 drop_last: bool) -> None:
+        super().__init__(range(dataset_size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+        self.skip = 0
+
+    def set_position(self, epoch: int, skip_samples: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip_samples
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)

@@ -1,0 +1,69 @@
+"""Optimizer and learning-rate schedule.
+
+AdamW by default (fused on CUDA, foreach elsewhere), no weight decay on norms, biases and other 1-D
+parameters; linear warmup then cosine, linear or constant.
+
+Example:
+    >>> import torch
+    >>> from polygraft.training.optim import default_param_groups
+    >>> groups = default_param_groups(torch.nn.Linear(2, 2), weight_decay=0.1)
+    >>> [g["weight_decay"] for g in groups]
+    [0.1, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from polygraft.training.config import TrainerConfig
+
+
+def default_param_groups(module: nn.Module, *, weight_decay: float) -> list[dict[str, Any]]:
+    """Every parameter (frozen ones simply get no gradient), split into decay and no-decay groups."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if param.ndim <= 1 or name.endswith(".bias") or "norm" in name.lower():
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(groups: list[dict[str, Any]], config: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
+    groups = [group for group in groups if group["params"]]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    kwargs: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, **kwargs)
+
+
+def warmup_steps(config: TrainerConfig, total_steps: int) -> int:
+    if config.warmup_steps is not None:
+        return config.warmup_steps
+    return int(config.warmup_ratio * total_steps)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainerConfig,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then the configured decay to zero at ``total_steps``."""
+    warmup = warmup_steps(config, total_steps)
+    schedule = config.schedule
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

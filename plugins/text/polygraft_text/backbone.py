@@ -1,0 +1,232 @@
+"""The ``bert`` backbone: any Hugging Face BERT-family encoder (BERT, RoBERTa, DistilBERT, MiniLM...).
+
+Built from ``weights`` (a local Hugging Face directory, a registered alias such as ``minilm-l6``, a hub id tried
+only when the network is allowed) or, for random initialisation, from ``config`` (an HF config directory/file)
+or config values (``hidden_size``, ``num_hidden_layers``...) plus a local ``tokenizer``. The Hugging Face model
+is kept as ``self.model`` so PEFT/LoRA can wrap its attention modules.
+
+Example:
+    >>> import polygraft, tempfile, pathlib
+    >>> vocab = pathlib.Path(tempfile.mkdtemp()) / "vocab.txt"
+    >>> _ = vocab.write_text("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]))
+    >>> bert = polygraft.create_backbone("bert", tokenizer=str(vocab), hidden_size=32, num_hidden_layers=1,
+    ...                                  num_attention_heads=2, intermediate_size=64)
+    >>> pre = bert.preprocessor
+    >>> bert(pre.collate([pre({"text": "good"}), pre({"text": "bad bad"})])).pooled.shape
+    torch.Size([2, 32])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from polygraft.errors import ConfigError, WeightsError
+from polygraft.features import Features
+from polygraft.interfaces.backbone import Backbone
+from polygraft_text.preprocessing import TextPreprocessor
+
+POOLINGS = ("cls", "mean")
+CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+               "max_position_embeddings", "hidden_dropout_prob", "attention_probs_dropout_prob", "type_vocab_size",
+               "hidden_act")
+
+
+def network_allowed() -> bool:
+    """Hub downloads are tried only when neither ``HF_HUB_OFFLINE`` nor ``TRANSFORMERS_OFFLINE`` is set."""
+    return not any(os.environ.get(name, "").strip() not in ("", "0", "false", "False")
+                   for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def load_tokenizer(location: str | Path) -> Any:
+    """A fast tokenizer from a local directory, a ``vocab.txt`` WordPiece file or a packaged name (``minilm-l6``)."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    path = Path(packaged_dir(location))
+    if path.is_file():
+        if path.suffix == ".json":
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast(tokenizer_file=str(path))
+        return BertTokenizerFast(vocab=str(path))
+    if path.is_dir():
+        try:
+            return AutoTokenizer.from_pretrained(str(path))
+        except (OSError, ValueError) as exc:
+            if (path / "vocab.txt").is_file():
+                return BertTokenizerFast(vocab=str(path / "vocab.txt"))
+            raise WeightsError(f"{path}: no usable tokenizer here ({exc}); give tokenizer=<dir or vocab.txt>") from exc
+    if not network_allowed():
+        raise WeightsError(
+            f"tokenizer {str(location)!r} is not a local path and the network is off (HF_HUB_OFFLINE is set); "
+            "give a local tokenizer directory or vocab.txt"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(location))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot fetch tokenizer {str(location)!r} from the hub: {exc}") from exc
+
+
+def packaged_dir(location: str | Path) -> str:
+    """``minilm-l6`` (a packaged model directory) → its path; anything else unchanged."""
+    from polygraft_text.weights import PACKAGED_DIRS
+
+    name = str(location)
+    if name in PACKAGED_DIRS and not Path(name).exists():
+        return str(PACKAGED_DIRS[name]())
+    return name
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+        target: Any = model
+        for part in path.split("."):
+            target = getattr(target, part, None)
+            if target is None:
+                break
+        if isinstance(target, nn.ModuleList):
+            return target
+    raise ConfigError(f"cannot find the encoder layers of {type(model).__name__}; is it a BERT-family encoder?")
+
+
+def _build_model(config: Any, weights: str | None) -> nn.Module:
+    """AutoModel without the unused pooler (for BERT/RoBERTa) from weights or from config (random init)."""
+    from transformers import AutoModel
+
+    def make(**kwargs: Any) -> nn.Module:
+        if weights is None:
+            return AutoModel.from_config(config, **kwargs)
+        return AutoModel.from_pretrained(weights, **kwargs)
+
+    try:
+        return make(add_pooling_layer=False)
+    except TypeError:
+        return make()
+
+
+class BertBackbone(Backbone):
+    """A BERT-family encoder yielding token sequences and a pooled vector (``cls`` or masked ``mean``)."""
+
+    modality = "text"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, pooling: str = "cls", max_length: int = 128) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"bert pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.model = model
+        self.pooling = pooling
+        self.feature_dim = int(model.config.hidden_size)
+        limit = int(getattr(model.config, "max_position_embeddings", max_length) or max_length)
+        self._preprocessor = TextPreprocessor(tokenizer, max_length=min(int(max_length), limit))
+
+    @property
+    def preprocessor(self) -> TextPreprocessor:
+        return self._preprocessor
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    def forward(self, inputs: Mapping[str, Any]) -> Features:
+        kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        if "token_type_ids" in inputs and getattr(self.model.config, "type_vocab_size", 0) > 1:
+            kwargs["token_type_ids"] = inputs["token_type_ids"]
+        sequence = self.model(**kwargs).last_hidden_state
+        mask = inputs["attention_mask"].bool()
+        features = Features(sequence=sequence, mask=mask)
+        features.pooled = sequence[:, 0] if self.pooling == "cls" else Features(sequence=sequence, mask=mask).pool()
+        return features
+
+    def layer_groups(self) -> list[nn.Module]:
+        embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
+        return [embeddings, *_encoder_layers(self.model)]
+
+    def export(self, directory: Path) -> dict[str, Any]:
+        """Save the HF config and tokenizer into ``directory``; rebuild options point there (random init)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(str(directory))
+        self.preprocessor.tokenizer.save_pretrained(str(directory))
+        return {"config": str(directory), "tokenizer": str(directory), "pooling": self.pooling,
+                "max_length": self.preprocessor.max_length}
+
+
+def _resolve_weights(weights: str) -> str:
+    path = Path(weights).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise WeightsError(
+                f"{path} is not a Hugging Face model directory (no config.json); give a directory saved with "
+                "save_pretrained, a polygraft run directory or a registered alias (`polygraft list weights`)"
+            )
+        return str(path)
+    if not network_allowed():
+        raise WeightsError(
+            f"weights {weights!r} are not a local path and the network is off (HF_HUB_OFFLINE is set), so the "
+            "hub is not tried; download the model elsewhere and pass its directory, or use an alias such as "
+            "minilm-l6"
+        )
+    return weights
+
+
+def create_bert_backbone(*, weights: str | None = None, config: str | None = None, tokenizer: str | None = None,
+                         pooling: str = "cls", max_length: int = 128, model_type: str = "bert",
+                         **config_values: Any) -> BertBackbone:
+    """Factory registered as backbone ``bert``.
+
+    Args:
+        weights: local HF directory or hub id (aliases and polygraft runs are resolved by core first).
+        config: HF config directory or ``config.json`` for a random-init model of that architecture.
+        tokenizer: local tokenizer directory or ``vocab.txt``; defaults to the weights/config directory.
+        pooling: ``cls`` (first token) or ``mean`` (masked mean of the last layer).
+        max_length: truncation length in tokens (truncated examples are counted).
+        model_type: architecture for config values (``bert``, ``roberta``, ``distilbert``...).
+        **config_values: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``...
+    """
+    from transformers import AutoConfig
+
+    unknown = set(config_values) - set(CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown bert options {sorted(unknown)}; config values are {list(CONFIG_KEYS)}")
+    if weights is not None:
+        if config is not None or config_values:
+            raise ConfigError("give either weights=... or config values for a random init, not both")
+        location = _resolve_weights(str(weights))
+        try:
+            tok = load_tokenizer(tokenizer or location)
+            model = _build_model(None, location)
+        except OSError as exc:
+            raise WeightsError(f"cannot load bert weights {weights!r}: {exc}") from exc
+    else:
+        if tokenizer is None:
+            if config is None:
+                raise ConfigError("a random-init bert needs tokenizer=<local dir or vocab.txt> (or weights=...)")
+            tokenizer = config
+        tok = load_tokenizer(tokenizer)
+        if config is not None:
+            hf_config = AutoConfig.from_pretrained(packaged_dir(config), **config_values)
+        else:
+            values = {"vocab_size": len(tok), "max_position_embeddings": max(512, int(max_length)), **config_values}
+            if tok.pad_token_id is not None:
+                values["pad_token_id"] = tok.pad_token_id
+            hf_config = AutoConfig.for_model(model_type, **values)
+        if len(tok) > hf_config.vocab_size:
+            raise ConfigError(f"tokenizer has {len(tok)} tokens but the model vocab_size is {hf_config.vocab_size}")
+        model = _build_model(hf_config, None)
+    backbone = BertBackbone(model, tok, pooling=pooling, max_length=max_length)
+    options: dict[str, Any] = {"pooling": pooling, "max_length": max_length}
+    if weights is None:
+        options.update({"tokenizer": str(tokenizer), "model_type": model_type, **config_values})
+        if config is not None:
+            options["config"] = str(config)
+    else:
+        options.update({"weights": str(weights), **({"tokenizer": str(tokenizer)} if tokenizer else {})})
+    backbone.build_options = options
+    return backbone
+
+
+__all__ = ["BertBackbone", "create_bert_backbone", "load_tokenizer", "network_allowed"]

@@ -1,0 +1,1 @@
+"""Text data sources: delimited/JSONL files, CoNLL tag files, plain-text corpora and packaged datasets."""

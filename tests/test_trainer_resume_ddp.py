@@ -1,0 +1,84 @@
+"""Resume after SIGKILL reproduces an uninterrupted run; DDP on 2 CPU processes matches one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def train(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), str(out), *extra], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    assert train(reference).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    killed = train(interrupted, "--kill-at", "17")
+    assert killed.returncode == -9, killed.stderr  # really SIGKILLed mid-run
+    assert not (interrupted / "model").exists()
+    assert (interrupted / "checkpoints" / "last.pt").exists()
+    resumed = train(interrupted, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = weights(reference), weights(interrupted)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    steps = [row["step"] for row in map(json.loads, (interrupted / "metrics.jsonl").read_text().splitlines())
+             if "train/loss" in row]
+    assert steps == sorted(set(steps)), "rows of the lost steps must not be duplicated"
+    assert json.loads((interrupted / "results.json").read_text()) == json.loads(
+        (reference / "results.json").read_text())
+
+
+def test_resume_with_a_different_recipe_is_refused(tmp_path: Path) -> None:
+    import polygraft
+    from polygraft.errors import TrainingError
+
+    run = tmp_path / "run"
+    data = polygraft.load_dataset("synthetic-classification", size=32, in_features=6)
+
+    def fit(lr: float, resume: str | None) -> None:
+        task = polygraft.create_task("classification", backbone="toy", label_names=data.label_names,
+                                     backbone_options={"in_features": 6})
+        config = polygraft.TrainerConfig(max_steps=4, batch_size=8, lr=lr, progress=False)
+        polygraft.Trainer(config, output_dir=run, resume=resume).fit(task, train_data=data)
+
+    fit(1e-3, None)
+    with pytest.raises(TrainingError, match="different recipe"):
+        fit(5e-3, "last")
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun is installed with torch")
+def test_ddp_two_processes_match_one_process_with_same_global_batch(tmp_path: Path) -> None:
+    single = tmp_path / "single"
+    assert train(single, "--batch-size", "8", "--max-steps", "12").returncode == 0
+    ddp = tmp_path / "ddp"
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    result = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(SCRIPT), str(ddp),
+                             "--batch-size", "4", "--max-steps", "12"], capture_output=True, text=True, env=ENV,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected, got = weights(single), weights(ddp)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+    single_results = json.loads((single / "results.json").read_text())
+    ddp_results = json.loads((ddp / "results.json").read_text())
+    assert ddp_results["val/accuracy"] == pytest.approx(single_results["val/accuracy"], abs=0.03)
