@@ -16,10 +16,16 @@ from polygraft.interfaces.datasource import DataSource
 
 
 class SyntheticClassification(DataSource):
-    """``size`` examples ``{"x": [...], "label": "class_k"}``; ``sequence_length`` > 0 makes sequences."""
+    """``size`` examples ``{"x": [...], "label": "class_k"}``; ``sequence_length`` > 0 makes sequences.
+
+    ``seed`` fixes the problem (the class centres); ``split`` draws different examples of the same problem,
+    so ``split="train"`` and ``split="test"`` with one seed are a proper train/test pair.
+    """
+
+    SPLITS = ("train", "val", "test")
 
     def __init__(self, *, size: int = 256, num_classes: int = 3, in_features: int = 8, noise: float = 0.5,
-                 sequence_length: int = 0, seed: int = 0) -> None:
+                 sequence_length: int = 0, seed: int = 0, split: str = "train") -> None:
         super().__init__()
         self.name = "synthetic-classification"
         self.size = size
@@ -28,6 +34,9 @@ class SyntheticClassification(DataSource):
         self.noise = noise
         self.sequence_length = sequence_length
         self.seed = seed
+        if split not in self.SPLITS:
+            raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
+        self.split_name = split
         self.label_names = [f"class_{k}" for k in range(num_classes)]
         rng = random.Random(seed)
         self.centres = [[rng.gauss(0.0, 1.0) for _ in range(in_features)] for _ in range(num_classes)]
@@ -36,7 +45,7 @@ class SyntheticClassification(DataSource):
         return self.size
 
     def _example(self, index: int) -> dict[str, Any]:
-        rng = random.Random(self.seed * 1_000_003 + index)
+        rng = random.Random(f"{self.seed}/{self.split_name}/{index}")
         label = index % self.num_classes
         centre = self.centres[label]
 
@@ -49,5 +58,4 @@ class SyntheticClassification(DataSource):
 
 def create_synthetic_classification(**options: Any) -> SyntheticClassification:
     """Factory registered as dataset ``synthetic-classification``."""
-    options.pop("split", None)  # every split is drawn the same way; pass a different seed for held-out data
     return SyntheticClassification(**options)

@@ -47,6 +47,15 @@ class VectorPreprocessor(Preprocessor):
         mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
         return {"x": padded, "mask": mask}
 
+    def read_input(self, value: str) -> dict[str, Any]:
+        """A JSON list from the command line: ``polygraft predict RUN "[0.1, 0.2, 0.3]"``."""
+        import json
+
+        try:
+            return {"x": json.loads(value)}
+        except json.JSONDecodeError as exc:
+            raise DataError(f"expected a JSON list of {self.in_features} numbers, got {value!r}") from exc
+
     def describe(self) -> dict[str, Any]:
         return {"type": "vector", "in_features": self.in_features}
 

@@ -30,6 +30,10 @@ class Preprocessor:
         """Pad and stack the inputs of several examples into batched tensors."""
         raise NotImplementedError
 
+    def for_training(self, **augment: Any) -> Preprocessor:
+        """The training-time variant (data augmentation); the default has none and returns ``self``."""
+        return self
+
     def read_input(self, value: str) -> dict[str, Any]:
         """A raw example from a command-line value (text as is; image/audio plugins open the file)."""
         return {self.input_key: value}

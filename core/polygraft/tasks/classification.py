@@ -23,6 +23,7 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
+from polygraft.errors import DataError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
@@ -70,12 +71,17 @@ class ClassificationTask(Task):
     """Cross-entropy classification of pooled features."""
 
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
-                 label_smoothing: float = 0.0, label_key: str = "label") -> None:
+                 label_smoothing: float = 0.0, label_key: str = "label",
+                 augment: bool | dict[str, Any] = False) -> None:
+        if len(label_names) < 2:
+            raise DataError(f"classification needs at least 2 labels, got {list(label_names)}; check the label "
+                            "column of the training data")
         head = ClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
         super().__init__(backbone, head, label_names=label_names, dropout=dropout,
-                         label_smoothing=label_smoothing, label_key=label_key)
+                         label_smoothing=label_smoothing, label_key=label_key, augment=augment)
         self.label_smoothing = label_smoothing
         self.label_key = label_key
+        self.augment = augment
         n = self.num_classes
         metrics: dict[str, torchmetrics.Metric] = {
             "accuracy": torchmetrics.classification.MulticlassAccuracy(n, average="micro"),
@@ -88,7 +94,12 @@ class ClassificationTask(Task):
         self.last_confusion: torch.Tensor | None = None
 
     def data_pipeline(self, *, training: bool) -> ClassificationPipeline:
-        return ClassificationPipeline(self.backbone.preprocessor, self.label_names, self.label_key)
+        """``augment: true`` (or options such as ``{auto_augment: rand-m9-mstd0.5}``) turns on the backbone
+        preprocessor's training transform (timm's RandAugment, flips... for images) for training batches."""
+        preprocessor = self.backbone.preprocessor
+        if training and self.augment:
+            preprocessor = preprocessor.for_training(**(self.augment if isinstance(self.augment, dict) else {}))
+        return ClassificationPipeline(preprocessor, self.label_names, self.label_key)
 
     def forward(self, batch: Batch) -> StepOutput:
         logits = self.head(self.backbone(batch["inputs"]))

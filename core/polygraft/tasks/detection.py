@@ -215,6 +215,13 @@ class DetectionTask(Task):
     def reset_metrics(self) -> None:
         self.metric.reset()
 
+    def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
+        """``polygraft predict RUN image.jpg --draw out.png``: the image with its detections drawn on."""
+        image = example.get(self.backbone.preprocessor.input_key)
+        if image is None or not hasattr(image, "convert"):
+            raise DataError("--draw needs an image example (a PIL image under 'image')")
+        return draw_detections(image, prediction, path)
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
         _, detections = self.head(self.backbone(batch["inputs"]), batch["sizes"], decode=True)
@@ -228,6 +235,24 @@ class DetectionTask(Task):
                 "scores": [round(float(s), 4) for s in detection["scores"]],
             })
         return results
+
+
+def draw_detections(image: Any, prediction: Mapping[str, Any], path: str, *, min_score: float = 0.3) -> str:
+    """Render boxes, labels and scores (≥ ``min_score``) onto a copy of a PIL image and save it to ``path``."""
+    from PIL import ImageDraw
+
+    canvas = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(canvas)
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+    names = sorted(set(prediction["labels"]))
+    for box, label, score in zip(prediction["boxes"], prediction["labels"], prediction["scores"]):
+        if score < min_score:
+            continue
+        colour = palette[names.index(label) % len(palette)]
+        draw.rectangle(box, outline=colour, width=2)
+        draw.text((box[0] + 2, box[1] + 1), f"{label} {score:.2f}", fill=colour)
+    canvas.save(path)
+    return path
 
 
 def create_detection_task(*, backbone: Backbone, label_names: Sequence[str], **options: Any) -> DetectionTask:

@@ -7,7 +7,8 @@ character ``offsets``; the text plugin's tokenizer does. Each word's tag is lear
 sub-token; other sub-tokens get label -100 (ignored by the loss).
 
 Metrics are entity-level precision / recall / F1 with seqeval (micro over entities, IOB2), token accuracy and
-F1 per entity type. Validation keeps only the decoded tag sequences (strings), never the logits.
+F1 per entity type. Validation keeps only the decoded tag sequences (strings), never the logits; under
+torch.distributed they are gathered from every rank (``all_gather_object``) before seqeval scores them.
 
 Example:
     >>> import polygraft
@@ -172,20 +173,38 @@ class TokenClassificationTask(Task):
         if truncated is not None:
             self._truncated += int(truncated.sum())
 
+    def _gathered(self) -> tuple[list[list[str]], list[list[str]], int]:
+        """Gold and predicted tag sequences and the truncation count of every rank (this rank's alone when
+        torch.distributed is not initialised). Under DDP each rank validated a shard, so seqeval must see all."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self._gold, self._pred, self._truncated
+        shards: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, (self._gold, self._pred, self._truncated))
+        gold = [seq for shard in shards for seq in shard[0]]
+        pred = [seq for shard in shards for seq in shard[1]]
+        return gold, pred, sum(int(shard[2]) for shard in shards)
+
     def compute_metrics(self) -> dict[str, float]:
+        """Entity P/R/F1 (seqeval, strict IOB2), token accuracy, per-type F1; over all ranks under DDP.
+
+        Every rank must call it (it is a collective when torch.distributed is initialised); all get the same.
+        """
         from seqeval.metrics import classification_report
         from seqeval.scheme import IOB2
 
-        if not self._gold:
+        gold, pred, truncated = self._gathered()
+        if not gold:
             return {}
-        tokens = sum(len(seq) for seq in self._gold)
-        correct = sum(g == p for gs, ps in zip(self._gold, self._pred) for g, p in zip(gs, ps))
-        report = classification_report(self._gold, self._pred, mode="strict", scheme=IOB2, output_dict=True,
+        tokens = sum(len(seq) for seq in gold)
+        correct = sum(g == p for gs, ps in zip(gold, pred) for g, p in zip(gs, ps))
+        report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True,
                                        zero_division=0)
         micro = report["micro avg"]
         metrics = {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
                    "f1": float(micro["f1-score"]), "accuracy": correct / max(tokens, 1),
-                   "truncated_examples": float(self._truncated)}
+                   "truncated_examples": float(truncated)}
         for name, row in report.items():
             if name not in ("micro avg", "macro avg", "weighted avg") and isinstance(row, Mapping):
                 metrics[f"f1_{name}"] = float(row["f1-score"])

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from polygraft.errors import ConfigError
@@ -55,6 +55,7 @@ class TrainerConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _coerce_numbers(self)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
@@ -67,3 +68,17 @@ class TrainerConfig:
             raise ConfigError(f"trainer.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.monitor_mode not in ("min", "max"):
             raise ConfigError(f"trainer.monitor_mode must be 'min' or 'max', got {self.monitor_mode!r}")
+
+
+def _coerce_numbers(config: TrainerConfig) -> None:
+    """YAML 1.1 reads ``5e-5`` as a string: turn numeric strings into the field's number type, or explain."""
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        kind = str(spec.type)
+        if not isinstance(value, str) or not ("float" in kind or "int" in kind) or "str" in kind:
+            continue
+        try:
+            number = float(value) if "float" in kind else int(value)
+        except ValueError:
+            raise ConfigError(f"trainer.{spec.name} must be a number, got {value!r}") from None
+        setattr(config, spec.name, number)

@@ -59,6 +59,7 @@ class TrainerState:
     batches_in_epoch: int = 0  # micro-batches of this epoch already trained on
     samples_seen: int = 0
     skipped_nonfinite: int = 0
+    truncated_examples: int = 0  # inputs cut to the model's length limit (batch["inputs"]["truncated"])
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Trainer:
         self.callbacks: list[Callback] = []
         self.max_steps = 0
         self._stop_reason: str | None = None
+        self._truncated: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- public API
     def fit(self, module: TrainingModule, *, train_data: DataSource, val_data: DataSource | None = None,
@@ -210,6 +212,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         validated_at = -1
         loss_sum = torch.zeros((), device=self.device)
+        self._truncated = torch.zeros((), dtype=torch.long, device=self.device)
         window_batches, window_samples, window_start = 0, 0, time.perf_counter()
         module.train()
         while state.global_step < self.max_steps and self._stop_reason is None:
@@ -233,6 +236,9 @@ class Trainer:
                         continue
                     self.precision.backward(loss / cfg.grad_accum)
                 loss_sum += loss.detach()
+                inputs = batch.get("inputs")
+                if isinstance(inputs, dict) and inputs.get("truncated") is not None:
+                    self._truncated += inputs["truncated"].sum()  # no sync per step
                 window_batches += 1
                 window_samples += _batch_len(batch) * self.dist.world_size
                 if not last_micro:
@@ -288,6 +294,7 @@ class Trainer:
         self.state.samples_seen += cfg.batch_size * cfg.grad_accum * self.dist.world_size
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
+        loss = loss.detach()
         state = self.state
         where = f"step {state.global_step + 1} (epoch {state.epoch}, batch {state.batches_in_epoch})"
         if not self.config.skip_nonfinite:
@@ -368,7 +375,18 @@ class Trainer:
             "fingerprint": fingerprint(self.run_config),
         }
 
+    def _fold_counters(self) -> None:
+        """Move counters kept on the device into the saved state (summed over ranks)."""
+        if self._truncated is None:
+            return
+        total = self._truncated.clone()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(total)
+        self.state.truncated_examples += int(total)
+        self._truncated.zero_()
+
     def _save_checkpoint(self) -> None:
+        self._fold_counters()  # every rank takes part
         if self.run is None or not self.run.enabled:
             return
         ckpt.atomic_save(self._checkpoint_state(), self.run.checkpoints / "last.pt")
@@ -416,7 +434,11 @@ class Trainer:
 
         save_model(self.module, self.run.model_dir)
         results = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-        results.update({"train/steps": self.state.global_step, "train/skipped_nonfinite": self.state.skipped_nonfinite})
+        results.update({"train/steps": self.state.global_step, "train/skipped_nonfinite": self.state.skipped_nonfinite,
+                        "train/truncated_examples": self.state.truncated_examples})
+        if self.state.truncated_examples:
+            self.logger.message(f"{self.state.truncated_examples} training examples were longer than the model's "
+                                "limit and were truncated (raise max_length to keep them whole)")
         self.run.write_json("results.json", results)
         plot_curves(self.run.read_metrics(), self.run.path / "curves.png")
         save_artifacts = getattr(self.module, "save_artifacts", None)
