@@ -19,8 +19,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -45,9 +43,7 @@ from polygraft.training.distributed import DistributedContext
 from polygraft.training.logger import TrainingLogger
 from polygraft.training.optim import build_optimizer, build_scheduler, default_param_groups
 from polygraft.training.precision import Precision, pick_device
-
-UNFINGERPRINTED = {"resume", "output_dir", "max_steps", "max_epochs", "progress", "num_workers", "log_every",
-                   "tensorboard", "device", "eval_every", "checkpoint_every"}
+from polygraft.training.resume import checkpoint_state, restore
 
 
 @dataclass
@@ -70,17 +66,6 @@ class FitResult:
     run_dir: Path | None
     stop_reason: str = "finished"
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def fingerprint(config: Mapping[str, Any]) -> str:
-    """Hash of the settings that must match for a resume to continue the same run."""
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: strip(v) for k, v in value.items() if k not in UNFINGERPRINTED}
-        return value
-
-    return hashlib.sha256(json.dumps(strip(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Trainer:
@@ -155,7 +140,7 @@ class Trainer:
         self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         self.callbacks = self._build_callbacks()
         if self.resume is not None:
-            self._resume()
+            restore(self, self.resume)
         elif self.run is not None:
             self.run.write_config(self.run_config)
             if self.run.metrics_file.exists():
@@ -363,18 +348,6 @@ class Trainer:
             callbacks.append(BestCheckpoint(cfg.monitor, cfg.monitor_mode))
         return callbacks
 
-    def _checkpoint_state(self) -> dict[str, Any]:
-        return {
-            "module": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
-            "rng": ckpt.rng_state(),
-            "trainer": asdict(self.state),
-            "callbacks": [[type(callback).__qualname__, callback.state_dict()] for callback in self.callbacks],
-            "fingerprint": fingerprint(self.run_config),
-        }
-
     def _fold_counters(self) -> None:
         """Move counters kept on the device into the saved state (summed over ranks)."""
         if self._truncated is None:
@@ -389,42 +362,10 @@ class Trainer:
         self._fold_counters()  # every rank takes part
         if self.run is None or not self.run.enabled:
             return
-        ckpt.atomic_save(self._checkpoint_state(), self.run.checkpoints / "last.pt")
+        ckpt.atomic_save(checkpoint_state(self), self.run.checkpoints / "last.pt")
         for callback in self.callbacks:
             if isinstance(callback, BestCheckpoint):
                 callback.after_checkpoint(self)
-
-    def _resume(self) -> None:
-        path = Path(self.resume)
-        if str(self.resume) == "last":
-            if self.run is None:
-                raise TrainingError("resume=last needs an output_dir (the run directory to resume)")
-            path = self.run.checkpoints / "last.pt"
-        if not path.exists():
-            raise TrainingError(f"cannot resume: {path} does not exist (start without resume, or check output_dir)")
-        state = ckpt.load_checkpoint(path)
-        expected = fingerprint(self.run_config)
-        if state["fingerprint"] != expected:
-            raise TrainingError(
-                f"cannot resume from {path}: it was made by a different recipe (fingerprint {state['fingerprint']} "
-                f"!= {expected}). Use a new output_dir, or the recipe saved in {path.parent.parent / 'config.yaml'}."
-            )
-        self.module.load_state_dict(state["module"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.precision.scaler is not None and state["scaler"] is not None:
-            self.precision.scaler.load_state_dict(state["scaler"])
-        self.state = TrainerState(**state["trainer"])
-        saved = list(state["callbacks"])
-        for callback in self.callbacks:  # matched by class, in order; a callback new to this run starts fresh
-            name = type(callback).__qualname__
-            match = next((entry for entry in saved if entry[0] == name), None)
-            if match is not None:
-                saved.remove(match)
-                callback.load_state_dict(match[1])
-        ckpt.set_rng_state(state["rng"])
-        if self.run is not None:
-            self.run.truncate_metrics(self.state.global_step)
 
     def _finish(self, metrics: dict[str, float]) -> None:
         if self.run is None or not self.run.enabled:

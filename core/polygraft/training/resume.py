@@ -1,0 +1,90 @@
+"""Resume: what a checkpoint holds and how a trainer is put back exactly where it stopped.
+
+A checkpoint has the module, optimizer, scheduler and scaler states, every RNG state, the trainer's counters
+(including the position in the epoch), each callback's state and a fingerprint of the recipe, so resuming
+into a different recipe is refused instead of silently mixing two runs.
+
+Example:
+    >>> from polygraft.training.resume import fingerprint
+    >>> fingerprint({"trainer": {"lr": 1.0, "max_steps": 5}}) == fingerprint({"trainer": {"lr": 1.0, "max_steps": 9}})
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polygraft.errors import TrainingError
+from polygraft.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from polygraft.training.trainer import Trainer
+
+# settings that may change between a run and its resume (how long, how it is shown, where it runs)
+UNFINGERPRINTED = {"resume", "output_dir", "max_steps", "max_epochs", "progress", "num_workers", "log_every",
+                   "tensorboard", "device", "eval_every", "checkpoint_every"}
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """Hash of the settings that must match for a resume to continue the same run."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: strip(v) for k, v in value.items() if k not in UNFINGERPRINTED}
+        return value
+
+    return hashlib.sha256(json.dumps(strip(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+
+def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything a resume needs, in types ``torch.load(weights_only=True)`` accepts."""
+    return {
+        "module": trainer.module.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.precision.scaler.state_dict() if trainer.precision.scaler else None,
+        "rng": ckpt.rng_state(),
+        "trainer": asdict(trainer.state),
+        "callbacks": [[type(callback).__qualname__, callback.state_dict()] for callback in trainer.callbacks],
+        "fingerprint": fingerprint(trainer.run_config),
+    }
+
+
+def restore(trainer: Trainer, resume: str | Path) -> None:
+    """Load ``resume`` (a checkpoint path, or ``last`` in the run directory) into a set-up trainer."""
+    path = Path(resume)
+    if str(resume) == "last":
+        if trainer.run is None:
+            raise TrainingError("resume=last needs an output_dir (the run directory to resume)")
+        path = trainer.run.checkpoints / "last.pt"
+    if not path.exists():
+        raise TrainingError(f"cannot resume: {path} does not exist (start without resume, or check output_dir)")
+    state = ckpt.load_checkpoint(path)
+    expected = fingerprint(trainer.run_config)
+    if state["fingerprint"] != expected:
+        raise TrainingError(
+            f"cannot resume from {path}: it was made by a different recipe (fingerprint {state['fingerprint']} "
+            f"!= {expected}). Use a new output_dir, or the recipe saved in {path.parent.parent / 'config.yaml'}."
+        )
+    trainer.module.load_state_dict(state["module"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.precision.scaler is not None and state["scaler"] is not None:
+        trainer.precision.scaler.load_state_dict(state["scaler"])
+    trainer.state = type(trainer.state)(**state["trainer"])
+    saved = list(state["callbacks"])
+    for callback in trainer.callbacks:  # matched by class, in order; a callback new to this run starts fresh
+        name = type(callback).__qualname__
+        match = next((entry for entry in saved if entry[0] == name), None)
+        if match is not None:
+            saved.remove(match)
+            callback.load_state_dict(match[1])
+    ckpt.set_rng_state(state["rng"])
+    if trainer.run is not None:
+        trainer.run.truncate_metrics(trainer.state.global_step)
