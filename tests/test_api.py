@@ -93,3 +93,10 @@ def test_import_polygraft_is_light() -> None:
 def test_load_without_a_model_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="is it a polygraft run"):
         polygraft.load(tmp_path)
+
+
+def test_trainable_layers_is_a_shared_option() -> None:
+    backbone = polygraft.create_backbone("toy", in_features=3, depth=2, trainable_layers=1)
+    groups = backbone.layer_groups()
+    assert all(p.requires_grad for p in groups[-1].parameters())
+    assert not any(p.requires_grad for g in groups[:-1] for p in g.parameters())

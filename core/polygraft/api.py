@@ -65,9 +65,12 @@ def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> 
     )
 
 
-def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Catalog | None = None,
-                    **options: Any) -> Backbone:
+def create_backbone(name: str, *, weights: str | Path | None = None, trainable_layers: int | None = None,
+                    catalog: Catalog | None = None, **options: Any) -> Backbone:
     """Build a registered backbone, random-init or from ``weights`` (alias, local path, run dir, hub id).
+
+    ``trainable_layers=N`` freezes all but the last N layer groups (0 freezes everything); other keyword
+    options go to the plugin's factory.
 
     Example:
         >>> import polygraft
@@ -106,6 +109,8 @@ def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Ca
     backbone.spec_name = name
     if not backbone.build_options:
         backbone.build_options = dict(build)
+    if trainable_layers is not None:
+        backbone.freeze(trainable_layers)
     return backbone
 
 
