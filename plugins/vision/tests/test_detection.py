@@ -66,3 +66,28 @@ def test_trains_on_shapes_and_metrics_are_finite(catalog, shapes_dir, tmp_path):
     assert set(prediction) == {"boxes", "labels", "scores"}
     assert len(prediction["boxes"]) == len(prediction["labels"]) == len(prediction["scores"])
     assert all(label in data.label_names for label in prediction["labels"])
+
+
+def test_predict_command_draws_detections(tmp_path, write_image, capsys):
+    import json
+
+    from polygraft.cli import main
+    from polygraft.model_io import save_model
+
+    task = make_task(None, score_thresh=0.0)
+    save_model(task, tmp_path / "run" / "model")
+    image = write_image(tmp_path / "scene.png", size=(64, 64))
+    out = tmp_path / "drawn.png"
+    assert main(["predict", str(tmp_path / "run"), str(image), "--draw", str(out), "--json"]) == 0
+    prediction = json.loads(capsys.readouterr().out)
+    assert set(prediction) >= {"boxes", "labels", "scores"}
+    assert out.is_file()
+    original = Image.open(image).convert("RGB")
+    assert Image.open(out).size == original.size
+    from polygraft.tasks.detection import draw_detections
+
+    boxed = draw_detections(original, {"boxes": [[8, 8, 40, 40]], "labels": ["square"], "scores": [0.9]},
+                            str(tmp_path / "boxed.png"))
+    pixels = Image.open(boxed).convert("RGB")
+    assert pixels.getpixel((8, 20)) != original.getpixel((8, 20))  # the box edge is drawn
+    assert pixels.getpixel((60, 60)) == original.getpixel((60, 60))  # outside it nothing changes
