@@ -131,3 +131,21 @@ def test_read_input_opens_and_checks_files(catalog, tmp_path, write_image):
     (tmp_path / "bad.png").write_text("no")
     with pytest.raises(DataError, match=r"bad\.png"):
         pre.read_input(str(tmp_path / "bad.png"))
+
+
+def test_classification_augment_uses_timms_training_transform(catalog):
+
+    image = Image.radial_gradient("L").convert("RGB").resize((48, 48))
+    task = polygraft.create_task("classification", catalog=catalog, backbone="timm", label_names=["a", "b"],
+                                 backbone_options={"model_name": "test_resnet", "image_size": 32},
+                                 augment={"auto_augment": "rand-m9-mstd0.5"})
+    train, evaluation = task.data_pipeline(training=True), task.data_pipeline(training=False)
+    assert "RandAugment" in repr(train.preprocessor._build())
+    torch.manual_seed(0)
+    views = [train.prepare({"image": image, "label": "a"})["inputs"]["pixel_values"] for _ in range(2)]
+    assert not torch.equal(views[0], views[1])  # random crops / RandAugment differ per call
+    fixed = [evaluation.prepare({"image": image, "label": "a"})["inputs"]["pixel_values"] for _ in range(2)]
+    assert torch.equal(fixed[0], fixed[1])
+    plain = polygraft.create_task("classification", catalog=catalog, backbone="timm", label_names=["a", "b"],
+                                  backbone_options={"model_name": "test_resnet", "image_size": 32})
+    assert plain.data_pipeline(training=True).preprocessor is plain.backbone.preprocessor  # off by default
