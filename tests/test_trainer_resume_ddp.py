@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,21 @@ SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+def run(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run in a new session and kill the whole group on time-out (no orphaned ranks)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{command[:3]} did not finish in {timeout} s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
 def train(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), str(out), *extra], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+    return run([sys.executable, str(SCRIPT), str(out), *extra])
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -72,9 +85,8 @@ def test_ddp_two_processes_match_one_process_with_same_global_batch(tmp_path: Pa
     assert train(single, "--batch-size", "8", "--max-steps", "12").returncode == 0
     ddp = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).with_name("torchrun"))
-    result = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(SCRIPT), str(ddp),
-                             "--batch-size", "4", "--max-steps", "12"], capture_output=True, text=True, env=ENV,
-                            timeout=300)
+    result = run([torchrun, "--standalone", "--nproc-per-node", "2", str(SCRIPT), str(ddp),
+                   "--batch-size", "4", "--max-steps", "12"])
     assert result.returncode == 0, result.stderr[-3000:]
     expected, got = weights(single), weights(ddp)
     for key in expected:

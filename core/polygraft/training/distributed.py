@@ -54,7 +54,14 @@ class DistributedContext:
         self.initialized_here = True
 
     def teardown(self) -> None:
+        """Drain and destroy the process group this context created.
+
+        The barrier makes every rank's pending collectives finish first: gloo's worker threads free finished
+        work (and its tensors) themselves, and doing that while the main thread destroys the group can deadlock
+        on the GIL at interpreter exit. Drop DDP wrappers before calling this.
+        """
         if self.initialized_here and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
             self.initialized_here = False
 

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -107,6 +108,8 @@ class Trainer:
         finally:
             if self.logger is not None:
                 self.logger.close()
+            self.model = None  # release DDP's reducer while the process group still exists
+            gc.collect()
             self.dist.teardown()
 
     logger: TrainingLogger | None = None
