@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,8 @@ from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft_text.preprocessing import TextPreprocessor
+
+logger = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "mean")
 CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
@@ -93,6 +96,33 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ConfigError(f"cannot find the encoder layers of {type(model).__name__}; is it a BERT-family encoder?")
 
 
+def _load_pretrained(auto_class: Any, weights: str, **kwargs: Any) -> nn.Module:
+    """``from_pretrained`` without transformers' load report for the pooler we drop on purpose.
+
+    Missing weights (parts that would stay randomly initialised) are an error; unexpected ones other than the
+    pooler are logged.
+    """
+    from transformers.utils import logging as hf_logging
+
+    previous, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a 0.1 s load needs no bar
+    try:
+        model, info = auto_class.from_pretrained(weights, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
+    if info.get("missing_keys"):
+        raise WeightsError(f"{weights}: these weights are missing from the checkpoint and would stay random: "
+                           f"{sorted(info['missing_keys'])[:8]} — is it a checkpoint of this architecture?")
+    unexpected = [key for key in info.get("unexpected_keys", []) if not key.startswith("pooler.")]
+    if unexpected:
+        logger.warning("%s: ignored %d weights the encoder does not use: %s", weights, len(unexpected),
+                       sorted(unexpected)[:8])
+    return model
+
+
 def _build_model(config: Any, weights: str | None) -> nn.Module:
     """AutoModel without the unused pooler (for BERT/RoBERTa) from weights or from config (random init)."""
     from transformers import AutoModel
@@ -100,7 +130,7 @@ def _build_model(config: Any, weights: str | None) -> nn.Module:
     def make(**kwargs: Any) -> nn.Module:
         if weights is None:
             return AutoModel.from_config(config, **kwargs)
-        return AutoModel.from_pretrained(weights, **kwargs)
+        return _load_pretrained(AutoModel, weights, **kwargs)
 
     try:
         return make(add_pooling_layer=False)

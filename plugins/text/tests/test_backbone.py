@@ -124,3 +124,20 @@ def test_minilm_alias_loads_real_weights(catalog) -> None:
                                         ("a wonderful film", "a great movie", "the stock market fell")])).pooled
     sims = torch.nn.functional.cosine_similarity(vectors[0:1], vectors[1:])
     assert sims[0] > sims[1]  # real sentence embeddings: related sentences are closer
+
+
+def test_local_hf_checkpoint_missing_weights_is_an_error(catalog, tiny, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    source = polygraft.create_backbone("bert", catalog=catalog, **tiny)
+    source.model.save_pretrained(tmp_path)
+    source.preprocessor.tokenizer.save_pretrained(tmp_path)
+    loaded = polygraft.create_backbone("bert", weights=str(tmp_path), catalog=catalog)
+    for a, b in zip(loaded.model.parameters(), source.model.parameters()):
+        assert torch.equal(a, b)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    dropped = next(key for key in state if "layer.1." in key)
+    save_file({k: v for k, v in state.items() if k != dropped}, str(tmp_path / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(WeightsError, match="missing from the checkpoint and would stay random"):
+        polygraft.create_backbone("bert", weights=str(tmp_path), catalog=catalog)
