@@ -70,11 +70,14 @@ def build_callbacks(items: list[Any], catalog: Catalog) -> list[Any]:
 
 def run_recipe(config: RunConfig, *, catalog: Catalog | None = None) -> FitResult:
     """Fine-tune (``task``) or pretrain (``objective``) as the recipe says; returns the fit result."""
+    import torch
+
     from polygraft.finetune import build_strategies
 
     catalog = catalog or build_catalog()
     train = load_split(config, "train", catalog)
     val = load_split(config, "val", catalog)
+    torch.manual_seed(config.trainer.seed)  # the seed fixes the initial weights of head and random backbones too
     module = build_module(config, train, catalog)
     strategies = build_strategies(config.strategy, catalog) if config.task else []
     trainer = Trainer(config.trainer, output_dir=config.output_dir, strategies=strategies,

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from polygraft.errors import TrainingError
 from polygraft.interfaces import DataPipeline, DataSource
-from polygraft.training.distributed import DistributedContext, ResumableSampler
+from polygraft.training.distributed import DistributedContext, ResumableSampler, ShardSampler
 
 
 class PreparedDataset(Dataset):
@@ -52,8 +52,12 @@ def check_sizes(source: DataSource, *, batch_size: int, world_size: int, drop_la
 
 def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, shuffle: bool, seed: int,
                 drop_last: bool, num_workers: int, dist: DistributedContext, pin_memory: bool) -> DataLoader:
-    sampler = ResumableSampler(len(source), rank=dist.rank, world_size=dist.world_size, shuffle=shuffle,
-                               seed=seed, drop_last=drop_last)
+    sampler: ResumableSampler | ShardSampler
+    if shuffle or drop_last:
+        sampler = ResumableSampler(len(source), rank=dist.rank, world_size=dist.world_size, shuffle=shuffle,
+                                   seed=seed, drop_last=drop_last)
+    else:
+        sampler = ShardSampler(len(source), rank=dist.rank, world_size=dist.world_size)
     return DataLoader(
         PreparedDataset(source, pipeline),
         batch_size=batch_size,
@@ -69,6 +73,5 @@ def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, 
 
 def position_loader(loader: DataLoader, *, epoch: int, skip_batches: int, seed: int) -> None:
     """Put the loader at ``epoch`` with the first ``skip_batches`` batches already consumed."""
-    sampler: ResumableSampler = loader.sampler  # type: ignore[assignment]
-    sampler.set_position(epoch, skip_batches * loader.batch_size)
+    loader.sampler.set_position(epoch, skip_batches * loader.batch_size)  # type: ignore[attr-defined]
     loader.generator.manual_seed(seed + epoch)  # worker seeds depend only on (seed, epoch)

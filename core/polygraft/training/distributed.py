@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, Sampler
 
 
 @dataclass
@@ -101,3 +101,20 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.skip)
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation order: rank r takes examples r, r + W, r + 2W... — no padding, so metrics gathered across
+    ranks count every example exactly once (DistributedSampler repeats some to even out the shards)."""
+
+    def __init__(self, dataset_size: int, *, rank: int, world_size: int) -> None:
+        self.indices = range(rank, dataset_size, world_size)
+
+    def set_position(self, epoch: int, skip_samples: int) -> None:
+        """Evaluation always starts from the beginning."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

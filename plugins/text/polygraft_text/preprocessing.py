@@ -84,16 +84,14 @@ class TextPreprocessor(Preprocessor):
         encoding = self.tokenizer(text, pair, is_split_into_words=split, truncation=True,
                                   max_length=self.max_length, return_offsets_mapping=True,
                                   return_overflowing_tokens=False, return_length=False)
-        full = self.tokenizer(text, pair, is_split_into_words=split, truncation=False,
-                              add_special_tokens=True)["input_ids"] if self._may_truncate(text, pair) else None
         item: dict[str, Any] = {
-            "input_ids": list(encoding["input_ids"]),
-            "word_ids": [-1 if w is None else int(w) for w in encoding.word_ids()],
-            "offsets": [tuple(o) for o in encoding["offset_mapping"]],
+            "input_ids": encoding["input_ids"],
+            "word_ids": [-1 if w is None else w for w in encoding.word_ids()],
+            "offsets": encoding["offset_mapping"],
         }
         if "token_type_ids" in encoding:
-            item["token_type_ids"] = list(encoding["token_type_ids"])
-        dropped = len(full) - len(item["input_ids"]) if full is not None else 0
+            item["token_type_ids"] = encoding["token_type_ids"]
+        dropped = self._dropped_tokens(encoding, text, pair, split)
         item["truncated"] = dropped > 0
         if dropped > 0:
             self.truncation["examples"] += 1
@@ -105,39 +103,37 @@ class TextPreprocessor(Preprocessor):
                                self.max_length)
         return item
 
-    def _may_truncate(self, text: Any, pair: str | None) -> bool:
-        """Cheap upper bound: only re-tokenize without truncation when characters could exceed max_length."""
-        chars = sum(len(w) + 1 for w in text) if isinstance(text, list) else len(text)
-        return chars + len(pair or "") + 4 > self.max_length - 2
+    def _dropped_tokens(self, encoding: Any, text: Any, pair: str | None, split: bool) -> int:
+        """Tokens cut by truncation. A single text reads them from the Rust encoding's overflow (no second
+        tokenization); a text pair, whose overflow lists combinations, is re-tokenized without truncation."""
+        if len(encoding["input_ids"]) < self.max_length:
+            return 0
+        rust = encoding.encodings[0] if getattr(encoding, "encodings", None) else None
+        if pair is None and rust is not None:
+            return sum(len(piece.special_tokens_mask) - sum(piece.special_tokens_mask) for piece in rust.overflowing)
+        full = self.tokenizer(text, pair, is_split_into_words=split, truncation=False, add_special_tokens=True)
+        return len(full["input_ids"]) - len(encoding["input_ids"])
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not items:
             raise ValueError("cannot collate an empty batch")
         length = max(len(item["input_ids"]) for item in items)
-        batch_size = len(items)
-        input_ids = torch.full((batch_size, length), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((batch_size, length), dtype=torch.long)
-        word_ids = torch.full((batch_size, length), -1, dtype=torch.long)
-        offsets = torch.zeros((batch_size, length, 2), dtype=torch.long)
-        types = torch.zeros((batch_size, length), dtype=torch.long) if "token_type_ids" in items[0] else None
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            input_ids[row, :n] = torch.as_tensor(item["input_ids"], dtype=torch.long)
-            attention[row, :n] = 1
-            word_ids[row, :n] = torch.as_tensor(item["word_ids"], dtype=torch.long)
-            if item["offsets"]:
-                offsets[row, :n] = torch.as_tensor(item["offsets"], dtype=torch.long).view(n, 2)
-            if types is not None:
-                types[row, :n] = torch.as_tensor(item["token_type_ids"], dtype=torch.long)
+        pad_id = self.pad_token_id
+
+        def padded(key: str, fill: Any) -> torch.Tensor:
+            return torch.tensor([list(item[key]) + [fill] * (length - len(item[key])) for item in items],
+                                dtype=torch.long)
+
         batch: dict[str, Any] = {
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "word_ids": word_ids,
-            "offsets": offsets,
+            "input_ids": padded("input_ids", pad_id),
+            "attention_mask": torch.tensor([[1] * len(item["input_ids"]) + [0] * (length - len(item["input_ids"]))
+                                            for item in items], dtype=torch.long),
+            "word_ids": padded("word_ids", -1),
+            "offsets": padded("offsets", (0, 0)).view(len(items), length, 2),
             "truncated": torch.tensor([bool(item.get("truncated", False)) for item in items]),
         }
-        if types is not None:
-            batch["token_type_ids"] = types
+        if "token_type_ids" in items[0]:
+            batch["token_type_ids"] = padded("token_type_ids", 0)
         return batch
 
     def decode(self, input_ids: Sequence[int]) -> str:

@@ -146,6 +146,8 @@ def test_rotten_tomatoes_splits(catalog) -> None:
     assert [ex["text"] for ex in again][:20] == [ex["text"] for ex in train][:20]
     other = polygraft.load_dataset("rotten-tomatoes", split="train", seed=1, train_size=50, catalog=catalog)
     assert len(other) == 50 and other[0]["text"] != train[0]["text"]
+    small = polygraft.load_dataset("rotten-tomatoes", split="train", limit=30, catalog=catalog)
+    assert [ex["text"] for ex in small] == [ex["text"] for ex in train][:30]
 
 
 def test_wnut_tweets_splits(catalog) -> None:

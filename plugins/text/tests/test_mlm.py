@@ -71,3 +71,18 @@ def test_mlm_trains_and_exports_a_backbone(catalog, tiny, tmp_path) -> None:
                                  label_names=["a", "b"], catalog=catalog)
     assert torch.equal(task.backbone.model.embeddings.word_embeddings.weight,
                        objective.backbone.model.embeddings.word_embeddings.weight)
+
+
+def test_train_wordpiece_vocabulary_for_a_small_bert(tmp_path) -> None:
+    from polygraft_text.backbone import load_tokenizer
+    from polygraft_text.vocab import main, train_wordpiece
+
+    texts = ["a charming and witty film", "a dull, lifeless film", "charming actors in a witty script"] * 20
+    tokenizer = load_tokenizer(train_wordpiece(texts, tmp_path / "vocab", vocab_size=80, min_frequency=1))
+    assert tokenizer.pad_token_id == 0 and tokenizer.mask_token_id is not None and len(tokenizer) <= 80
+    assert tokenizer.tokenize("Charming film") == ["charming", "film"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n")
+    assert main([str(tmp_path / "cli"), "--dataset", "text-lines", "--option", f"path={corpus}",
+                 "--vocab-size", "80", "--min-frequency", "1"]) == 0
+    assert (tmp_path / "cli" / "vocab.txt").is_file()

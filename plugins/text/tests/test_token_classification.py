@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,6 +70,24 @@ def test_seqeval_metrics_accumulate_per_batch(task) -> None:
     assert "LOC" in task.entity_report()
     task.reset_metrics()
     assert task.compute_metrics() == {}
+
+
+def test_metrics_gather_tag_sequences_across_ranks(tmp_path, monkeypatch) -> None:
+    """Two gloo processes each validate a shard; both must report the metrics of all sentences."""
+    import torch.multiprocessing as mp
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # spawned children import the worker module
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    import ddp_worker
+
+    mp.spawn(ddp_worker.run, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert results[0] == results[1]
+    metrics = results[0]
+    # rank 1 alone would have recall 1.0; over both ranks one LOC of four entities is missed
+    assert metrics["precision"] == pytest.approx(1.0) and metrics["recall"] == pytest.approx(3 / 4)
+    assert metrics["f1_LOC"] == pytest.approx(2 / 3) and metrics["f1_PER"] == 1.0
+    assert metrics["accuracy"] == pytest.approx(15 / 16) and metrics["truncated_examples"] == 1.0
 
 
 def test_learns_and_predicts_spans_with_char_offsets(task, tmp_path) -> None:

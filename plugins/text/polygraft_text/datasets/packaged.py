@@ -79,9 +79,11 @@ def read_reviews(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
 class RottenTomatoes(DataSource):
     """Fresh-vs-rotten review snippets; ``split`` is ``train`` (first ``train_size`` after a seeded shuffle),
     ``test`` (the next ``test_size``), ``rest`` (everything after both: an unlabelled corpus for MLM that never
-    overlaps train or test) or ``all``."""
+    overlaps train or test) or ``all``. ``limit`` keeps only the first ``limit`` examples of the split (a smaller
+    labelled set whose test split stays the same)."""
 
-    def __init__(self, *, split: str = "train", train_size: int = 2000, test_size: int = 1000, seed: int = 0) -> None:
+    def __init__(self, *, split: str = "train", train_size: int = 2000, test_size: int = 1000, seed: int = 0,
+                 limit: int | None = None) -> None:
         super().__init__()
         if split not in ("train", "test", "rest", "all"):
             raise ConfigError(f"rotten-tomatoes split must be train, test, rest or all, got {split!r}")
@@ -101,6 +103,10 @@ class RottenTomatoes(DataSource):
             examples = examples[train_size:train_size + test_size]
         elif split == "rest":
             examples = examples[train_size + test_size:]
+        if limit is not None:
+            if limit < 1:
+                raise ConfigError(f"rotten-tomatoes limit must be ≥ 1, got {limit}")
+            examples = examples[:limit]
         self.examples = examples
 
     def __len__(self) -> int:
