@@ -6,7 +6,7 @@ exactly 32 tokens with [CLS]/[SEP]; batch 8, two labels. All tokenise on the fly
 DataLoader (``num_workers=0``), with the same fast tokenizer: polygraft through its own text preprocessor (the
 only way a user feeds it text), the others with ``tokenizer(text, truncation=True, max_length=32)``.
 
-Same optimisation everywhere: AdamW (lr 1e-4, weight decay 0.01 except biases/norms, ``foreach``), a cosine
+Same optimisation everywhere: AdamW (lr 1e-4, weight decay 0.01 except biases/norms, fused kernels, as polygraft and transformers pick on CPU), a cosine
 schedule to zero, gradient clipping at 1.0, fp32 on CPU, ``torch.set_num_threads(2)``, no validation.
 Polygraft runs through the public API with its progress bar and metrics.jsonl logging on (``log_every=10``);
 transformers.Trainer with its progress bar and ``logging_steps=10``; Lightning with its progress bar and a CSV
@@ -76,7 +76,7 @@ def optimizer_and_schedule(model: Any, steps: int) -> tuple[Any, Any]:
 
     import torch
 
-    optimizer = torch.optim.AdamW(param_groups(model), lr=LR, weight_decay=WEIGHT_DECAY, foreach=True)
+    optimizer = torch.optim.AdamW(param_groups(model), lr=LR, weight_decay=WEIGHT_DECAY, fused=True)  # what polygraft and transformers use on CPU
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, steps)))))
     return optimizer, schedule
