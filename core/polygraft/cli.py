@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from polygraft import __version__
+from polygraft.cli_run import add_commands as add_training_commands
 from polygraft.errors import PolygraftError
 from polygraft.specs import KIND_PLURALS, MODALITIES
 
 LIST_KINDS = [plural for kind, plural in KIND_PLURALS.items()]
-# extra subcommands live in their own modules and register here: name -> "module:function(subparsers)"
-EXTRA_COMMANDS: tuple[str, ...] = ("polygraft.cli_run:add_commands",)
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -79,11 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    for target in EXTRA_COMMANDS:
-        module_name, _, function = target.partition(":")
-        module = __import__(module_name, fromlist=[function])
-        add: Callable[[Any], None] = getattr(module, function)
-        add(sub)
+    add_training_commands(sub)  # finetune, pretrain, evaluate, predict (cli_run.py)
     return parser
 
 

@@ -142,7 +142,7 @@ class Catalog:
                 done.append((kind, spec.name))
         except PolygraftError:
             for kind, spec_name in done:  # all or nothing per plugin
-                self.registries[kind]._entries.pop(spec_name, None)
+                self.registries[kind].unregister(spec_name)
             raise
 
 

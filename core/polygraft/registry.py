@@ -70,6 +70,10 @@ class Registry:
             )
         self._entries[spec.name] = Entry(spec, owner)
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (used to roll back a plugin whose registration failed half-way)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> ComponentSpec:
         """The spec called ``name``; raises :class:`UnknownComponentError` with suggestions."""
         return self.entry(name).spec
