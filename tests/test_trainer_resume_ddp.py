@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -78,8 +77,6 @@ def test_resume_with_a_different_recipe_is_refused(tmp_path: Path) -> None:
         fit(5e-3, "last")
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun is installed with torch")
 def test_ddp_two_processes_match_one_process_with_same_global_batch(tmp_path: Path) -> None:
     single = tmp_path / "single"
     assert train(single, "--batch-size", "8", "--max-steps", "12").returncode == 0

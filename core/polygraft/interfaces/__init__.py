@@ -1,7 +1,7 @@
 """Base classes every component implements: backbones, heads, tasks, objectives, data sources, preprocessors."""
 
 from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.datasource import DataSource, ListSource
+from polygraft.interfaces.datasource import DataSource, InMemorySource, ListSource
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.module import DataPipeline, StepOutput, TrainingModule
 from polygraft.interfaces.objective import PretrainingObjective
@@ -13,6 +13,7 @@ __all__ = [
     "DataPipeline",
     "DataSource",
     "Head",
+    "InMemorySource",
     "ListSource",
     "Preprocessor",
     "PretrainingObjective",

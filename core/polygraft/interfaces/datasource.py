@@ -62,7 +62,19 @@ class DataSource(Sequence[dict[str, Any]]):
         return {"name": self.name, "size": len(self), "labels": self.label_names, "skipped": dict(self.skipped)}
 
 
-class ListSource(DataSource):
+class InMemorySource(DataSource):
+    """Base for sources that read everything into ``self.examples`` up front (files parsed once)."""
+
+    examples: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def _example(self, index: int) -> dict[str, Any]:
+        return self.examples[index]
+
+
+class ListSource(InMemorySource):
     """Examples already in memory."""
 
     def __init__(self, examples: Sequence[dict[str, Any]], *, label_names: Sequence[str] | None = None,
@@ -71,12 +83,6 @@ class ListSource(DataSource):
         self.examples = list(examples)
         self.label_names = list(label_names) if label_names is not None else None
         self.name = name
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def _example(self, index: int) -> dict[str, Any]:
-        return self.examples[index]
 
 
 class SubsetSource(DataSource):

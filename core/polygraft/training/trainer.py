@@ -31,7 +31,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from polygraft.errors import TrainingError
-from polygraft.features import move_to_device
+from polygraft.features import batch_size_of, move_to_device
 from polygraft.finetune.base import FinetuneStrategy
 from polygraft.interfaces import DataSource, TrainingModule
 from polygraft.run import RunDirectory
@@ -95,6 +95,7 @@ class Trainer:
         self.max_steps = 0
         self._stop_reason: str | None = None
         self._truncated: torch.Tensor | None = None
+        self.logger: TrainingLogger | None = None
 
     # ----------------------------------------------------------------- public API
     def fit(self, module: TrainingModule, *, train_data: DataSource, val_data: DataSource | None = None,
@@ -111,8 +112,6 @@ class Trainer:
             self.model = None  # release DDP's reducer while the process group still exists
             gc.collect()
             self.dist.teardown()
-
-    logger: TrainingLogger | None = None
 
     def _fit(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None,
              test_data: DataSource | None, cfg: TrainerConfig) -> FitResult:
@@ -393,8 +392,6 @@ class Trainer:
 
 
 def _batch_len(batch: Mapping[str, Any]) -> int:
-    from polygraft.features import batch_size_of
-
     try:
         return batch_size_of(batch)
     except ValueError:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import DataSource
+from polygraft.interfaces.datasource import DataSource, InMemorySource
 from polygraft_text.datasets.reading import encoding_message, has_undecodable, read_text
 
 TAG_PATTERN = re.compile(r"^(O|[BI]-\S+)$")
@@ -37,7 +37,7 @@ def tag_label_names(tags: set[str]) -> list[str]:
     return ["O"] + [f"{prefix}-{t}" for t in types for prefix in ("B", "I")]
 
 
-class ConllSource(DataSource):
+class ConllSource(InMemorySource):
     """Sentences from a CoNLL-format file (token first column, tag last column)."""
 
     def __init__(self, path: str | Path, *, encoding: str = "utf-8", skip_invalid: bool = False,
@@ -45,14 +45,14 @@ class ConllSource(DataSource):
         super().__init__()
         self.path = Path(path)
         self.name = self.path.name
-        self.sentences: list[dict[str, Any]] = []
+        self.examples = []
         self._columns: int | None = None
         self._skip_invalid = skip_invalid
         self._read(read_text(self.path, encoding))
-        if not self.sentences:
+        if not self.examples:
             raise DataError("no sentences" + (f" (skipped: {dict(self.skipped)})" if self.skipped else ""),
                             path=self.path)
-        found = tag_label_names({tag for s in self.sentences for tag in s["tags"]})
+        found = tag_label_names({tag for s in self.examples for tag in s["tags"]})
         self.label_names = list(label_names) if label_names else found
         unknown = sorted(set(found) - set(self.label_names))
         if label_names and unknown:
@@ -69,7 +69,7 @@ class ConllSource(DataSource):
             if broken is not None:
                 self.skipped[broken] += 1
             elif tokens:
-                self.sentences.append({"tokens": tokens, "tags": tags, "_origin": f"{self.path}:{start}"})
+                self.examples.append({"tokens": tokens, "tags": tags, "_origin": f"{self.path}:{start}"})
             tokens, tags, broken = [], [], None
 
         for line, raw in enumerate(text.splitlines(), start=1):
@@ -109,12 +109,6 @@ class ConllSource(DataSource):
             return "invalid tag", (f"invalid BIO tag {tag!r}: tags must be 'O', 'B-<type>' or 'I-<type>' "
                                    "(IOB2) in the last column")
         return None
-
-    def __len__(self) -> int:
-        return len(self.sentences)
-
-    def _example(self, index: int) -> dict[str, Any]:
-        return self.sentences[index]
 
 
 def create_conll(*, path: str, **options: Any) -> ConllSource:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import DataSource
+from polygraft.interfaces.datasource import InMemorySource
 from polygraft_text.datasets.reading import encoding_message, has_undecodable, read_text
 
 FORMATS = ("csv", "tsv", "jsonl")
@@ -52,7 +52,7 @@ class _Rows:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
-class TextFileSource(DataSource):
+class TextFileSource(InMemorySource):
     """Examples ``{"text", ["text_pair"], ["label"], "_origin"}`` from a CSV, TSV or JSONL file."""
 
     def __init__(self, path: str | Path, *, format: str | None = None, text_column: str = "text",
@@ -154,14 +154,8 @@ class TextFileSource(DataSource):
                 continue
             self._add(rows, line, record)
 
-    def __len__(self) -> int:
-        return len(self.examples)
 
-    def _example(self, index: int) -> dict[str, Any]:
-        return self.examples[index]
-
-
-class TextLinesSource(DataSource):
+class TextLinesSource(InMemorySource):
     """A plain-text corpus, one document per line: ``{"text": line, "_origin"}``. Blank lines are counted."""
 
     def __init__(self, path: str | Path, *, encoding: str = "utf-8", skip_invalid: bool = False,
@@ -184,12 +178,6 @@ class TextLinesSource(DataSource):
         self.skipped.update(rows.skipped)
         if not self.examples:
             raise DataError("no text lines", path=self.path)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def _example(self, index: int) -> dict[str, Any]:
-        return self.examples[index]
 
 
 def create_text_csv(*, path: str, **options: Any) -> TextFileSource:

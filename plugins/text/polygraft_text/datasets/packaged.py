@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import DataSource
+from polygraft.interfaces.datasource import InMemorySource
 
 LABELS = ["fresh", "rotten"]
 
@@ -76,7 +76,7 @@ def read_reviews(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
     return examples, skipped
 
 
-class RottenTomatoes(DataSource):
+class RottenTomatoes(InMemorySource):
     """Fresh-vs-rotten review snippets; ``split`` is ``train`` (first ``train_size`` after a seeded shuffle),
     ``test`` (the next ``test_size``), ``rest`` (everything after both: an unlabelled corpus for MLM that never
     overlaps train or test) or ``all``. ``limit`` keeps only the first ``limit`` examples of the split (a smaller
@@ -108,12 +108,6 @@ class RottenTomatoes(DataSource):
                 raise ConfigError(f"rotten-tomatoes limit must be ≥ 1, got {limit}")
             examples = examples[:limit]
         self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def _example(self, index: int) -> dict[str, Any]:
-        return self.examples[index]
 
 
 def create_rotten_tomatoes(**options: Any) -> RottenTomatoes:
