@@ -4,7 +4,9 @@ The work is that of ``examples/text/sentiment.yaml``: all-MiniLM-L6-v2 (gt-all-m
 Tomatoes 2,000 train / 1,000 test (the text plugin's ``rotten-tomatoes`` dataset), 2 epochs, AdamW lr 5e-5 with
 weight decay 0.01 (none on biases and norms), linear schedule with 10% warmup, gradient clipping at 1.0, batch 32,
 max length 64 with dynamic padding, masked mean pooling + dropout 0.1 + linear head; no evaluation and no
-checkpoints during training, one evaluation on the test split at the end.
+checkpoints during training, one evaluation on the test split at the end. ``--group-by-length`` turns on
+length-grouped training batches on both sides or (as ``sentiment.yaml`` does) on polygraft's side only; polygraft
+always evaluates in length order (that changes no result).
 
 Each side runs in a fresh subprocess with the same number of threads; the clock starts after the libraries of both
 sides are imported and covers data loading, model loading, tokenization, training and the test evaluation.
@@ -54,7 +56,8 @@ def run_polygraft(args: argparse.Namespace) -> dict[str, Any]:
                                  label_names=train.label_names, dropout=0.1,
                                  backbone_options={"max_length": args.max_length, "pooling": "mean"})
     config = polygraft.TrainerConfig(max_epochs=args.epochs, progress=False, seed=args.seed, device="cpu",
-                                     log_every=10, **RECIPE_TRAINER)
+                                     log_every=10, group_by_length=args.group_by_length in ("both", "polygraft"),
+                                     **RECIPE_TRAINER)
     result = polygraft.Trainer(config).fit(task, train_data=train, test_data=test)
     return {"wall_s": time.perf_counter() - start, "accuracy": result.metrics["test/accuracy"]}
 
@@ -108,6 +111,7 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
         lr_scheduler_type="linear", max_grad_norm=RECIPE_TRAINER["clip_grad_norm"], eval_strategy="no",
         save_strategy="no", logging_steps=10, report_to="none", disable_tqdm=True, use_cpu=True,
         dataloader_num_workers=0, seed=args.seed,
+        train_sampling_strategy="group_by_length" if args.group_by_length == "both" else "random",
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train_items,
                       data_collator=DataCollatorWithPadding(tokenizer))
@@ -141,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1,
                         help="run each side this many times (alternating order) and compare the fastest runs")
+    parser.add_argument("--group-by-length", choices=["none", "both", "polygraft"], default="none",
+                        help="length-grouped training batches: on neither side (default), on both "
+                             "(transformers' train_sampling_strategy='group_by_length'), or as in sentiment.yaml "
+                             "on polygraft's side only")
     parser.add_argument("--work-dir", default="/tmp/polygraft-bench-text")
     parser.add_argument("--side", choices=["polygraft", "hf"], help=argparse.SUPPRESS)  # internal: one side
     args = parser.parse_args(argv)
@@ -151,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     base = [sys.executable, os.path.abspath(__file__), "--train-size", str(args.train_size), "--test-size",
             str(args.test_size), "--epochs", str(args.epochs), "--max-length", str(args.max_length), "--threads",
-            str(args.threads), "--seed", str(args.seed), "--work-dir", args.work_dir]
+            str(args.threads), "--seed", str(args.seed), "--work-dir", args.work_dir,
+            "--group-by-length", args.group_by_length]
     print(f"sentiment fine-tuning: {args.train_size} train / {args.test_size} test, {args.epochs} epochs, "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s), length-grouped batches: {args.group_by_length}")
     walls: dict[str, list[float]] = {"polygraft": [], "hf": []}
     accuracy: dict[str, float] = {}
     for repeat in range(args.repeats):

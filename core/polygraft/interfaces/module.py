@@ -32,6 +32,14 @@ class DataPipeline:
     def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
         raise NotImplementedError
 
+    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
+        """Per-example compute size (e.g. tokens) for length-grouped batching, or ``None`` if unknown.
+
+        The default asks the pipeline's ``preprocessor`` (see ``Preprocessor.lengths``), if it has one.
+        """
+        preprocessor = getattr(self, "preprocessor", None)
+        return preprocessor.lengths(examples) if preprocessor is not None else None
+
 
 @dataclass
 class StepOutput:

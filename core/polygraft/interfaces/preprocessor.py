@@ -30,6 +30,13 @@ class Preprocessor:
         """Pad and stack the inputs of several examples into batched tensors."""
         raise NotImplementedError
 
+    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
+        """The size that drives compute for each raw example (tokens for text, frames for audio), or ``None``
+        when examples are all alike (fixed-size images). The trainer uses it to batch similar lengths together
+        (``trainer.group_by_length``) and to evaluate in length order; the default returns ``None`` without
+        reading the examples."""
+        return None
+
     def for_training(self, **augment: Any) -> Preprocessor:
         """The training-time variant (data augmentation); the default has none and returns ``self``."""
         return self

@@ -52,6 +52,7 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = False
     drop_last: bool = False
+    group_by_length: bool = False  # batch similar lengths together (text, audio): less padding
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

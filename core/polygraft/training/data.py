@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from polygraft.errors import TrainingError
+from polygraft.errors import ConfigError, TrainingError
 from polygraft.interfaces import DataPipeline, DataSource
 from polygraft.training.distributed import DistributedContext, ResumableSampler, ShardSampler
+from polygraft.training.length_grouping import LengthGroupedSampler
 
 
 class PreparedDataset(Dataset):
@@ -51,13 +52,30 @@ def check_sizes(source: DataSource, *, batch_size: int, world_size: int, drop_la
 
 
 def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, shuffle: bool, seed: int,
-                drop_last: bool, num_workers: int, dist: DistributedContext, pin_memory: bool) -> DataLoader:
+                drop_last: bool, num_workers: int, dist: DistributedContext, pin_memory: bool,
+                group_by_length: bool = False) -> DataLoader:
+    """A resumable training loader (``shuffle`` or ``drop_last``) or an evaluation loader (each rank its shard).
+
+    Evaluation visits examples longest first when the pipeline reports lengths; ``group_by_length`` batches
+    training examples of similar length together (see :mod:`polygraft.training.length_grouping`).
+    """
     sampler: ResumableSampler | ShardSampler
-    if shuffle or drop_last:
+    if group_by_length:
+        lengths = _lengths(source, pipeline)
+        if lengths is None:
+            raise ConfigError(
+                f"trainer.group_by_length needs examples with a length (text, audio); "
+                f"{type(getattr(pipeline, 'preprocessor', pipeline)).__name__} reports none. "
+                "Set trainer.group_by_length=false"
+            )
+        sampler = LengthGroupedSampler(lengths, batch_size=batch_size, rank=dist.rank, world_size=dist.world_size,
+                                       seed=seed, drop_last=drop_last)
+    elif shuffle or drop_last:
         sampler = ResumableSampler(len(source), rank=dist.rank, world_size=dist.world_size, shuffle=shuffle,
                                    seed=seed, drop_last=drop_last)
     else:
-        sampler = ShardSampler(len(source), rank=dist.rank, world_size=dist.world_size)
+        sampler = ShardSampler(len(source), rank=dist.rank, world_size=dist.world_size,
+                               lengths=_lengths(source, pipeline))
     return DataLoader(
         PreparedDataset(source, pipeline),
         batch_size=batch_size,
@@ -69,6 +87,14 @@ def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, 
         persistent_workers=False,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def _lengths(source: DataSource, pipeline: DataPipeline) -> list[int] | None:
+    lengths = pipeline.lengths(source)
+    if lengths is not None and len(lengths) != len(source):
+        raise TrainingError(f"{type(pipeline).__name__}.lengths gave {len(lengths)} lengths for {len(source)} "
+                            "examples; it must give one per example")
+    return lengths
 
 
 def position_loader(loader: DataLoader, *, epoch: int, skip_batches: int, seed: int) -> None:

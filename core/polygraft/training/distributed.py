@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -105,10 +105,13 @@ class ResumableSampler(DistributedSampler):
 
 class ShardSampler(Sampler[int]):
     """Evaluation order: rank r takes examples r, r + W, r + 2W... — no padding, so metrics gathered across
-    ranks count every example exactly once (DistributedSampler repeats some to even out the shards)."""
+    ranks count every example exactly once (DistributedSampler repeats some to even out the shards). Given
+    per-example ``lengths`` it visits its shard longest first, so padded batches hold similar lengths."""
 
-    def __init__(self, dataset_size: int, *, rank: int, world_size: int) -> None:
-        self.indices = range(rank, dataset_size, world_size)
+    def __init__(self, dataset_size: int, *, rank: int, world_size: int, lengths: Sequence[int] | None = None) -> None:
+        shard = range(rank, dataset_size, world_size)
+        # with lengths: longest first, so batches hold similar lengths (metrics do not depend on the order)
+        self.indices: Sequence[int] = shard if lengths is None else sorted(shard, key=lambda i: -lengths[i])
 
     def set_position(self, epoch: int, skip_samples: int) -> None:
         """Evaluation always starts from the beginning."""

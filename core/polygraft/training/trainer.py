@@ -133,7 +133,8 @@ class Trainer:
         pin = self.device.type == "cuda"
         train_loader = make_loader(train_data, module.data_pipeline(training=True), batch_size=cfg.batch_size,
                                    shuffle=True, seed=cfg.seed, drop_last=cfg.drop_last,
-                                   num_workers=cfg.num_workers, dist=self.dist, pin_memory=pin)
+                                   num_workers=cfg.num_workers, dist=self.dist, pin_memory=pin,
+                                   group_by_length=cfg.group_by_length)
         val_loader = self._eval_loader(module, val_data) if val_data is not None else None
         steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
         self.max_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * (cfg.max_epochs or 1)

@@ -6,7 +6,10 @@ sub-tokens of a word are masked together. Training batches are masked afresh eac
 masked with a seed derived from the token ids, so validation loss is comparable between evaluations.
 
 The prediction head is transformers' ``BertOnlyMLMHead`` on the backbone's sequence features, its decoder tied
-to the input embeddings. ``export`` (inherited from PretrainingObjective) writes a backbone checkpoint that
+to the input embeddings as in BERT; ``tie_embeddings: false`` gives the decoder its own matrix. Untied, the input
+embedding of a word is trained only where the word occurs: with a tied softmax every prediction pushes all other
+words' vectors away from the hidden state, which in a short pretraining run crowds rare words' input vectors into
+one direction ("representation degeneration", Gao et al. 2019) and hurts fine-tuning that relies on them. ``export`` (inherited from PretrainingObjective) writes a backbone checkpoint that
 ``finetune`` accepts as ``weights:``.
 
 Example:
@@ -88,7 +91,8 @@ class MaskingPipeline(DataPipeline):
 class MaskedLanguageModeling(PretrainingObjective):
     """BERT MLM: cross-entropy on masked positions; metrics: loss, masked-token accuracy, perplexity."""
 
-    def __init__(self, backbone: Backbone, *, mask_probability: float = 0.15, whole_word: bool = False) -> None:
+    def __init__(self, backbone: Backbone, *, mask_probability: float = 0.15, whole_word: bool = False,
+                 tie_embeddings: bool = True) -> None:
         super().__init__()
         from transformers import BertConfig
         from transformers.models.bert.modeling_bert import BertOnlyMLMHead
@@ -108,7 +112,8 @@ class MaskedLanguageModeling(PretrainingObjective):
             layer_norm_eps=getattr(source, "layer_norm_eps", 1e-12),
         )
         self.head = BertOnlyMLMHead(head_config)
-        self.head.predictions.decoder.weight = model.get_input_embeddings().weight
+        if tie_embeddings:
+            self.head.predictions.decoder.weight = model.get_input_embeddings().weight
         self.mask_id = int(tokenizer.mask_token_id)
         self.vocab_size = int(source.vocab_size)
         self.mask_probability = mask_probability
@@ -169,7 +174,7 @@ class MaskedLanguageModeling(PretrainingObjective):
 
 
 def create_mlm_objective(*, backbone: Backbone, **options: Any) -> MaskedLanguageModeling:
-    """Factory registered as objective ``mlm`` (options: ``mask_probability``, ``whole_word``)."""
+    """Factory registered as objective ``mlm`` (options: ``mask_probability``, ``whole_word``, ``tie_embeddings``)."""
     return MaskedLanguageModeling(backbone, **options)
 
 

@@ -62,25 +62,45 @@ class TextPreprocessor(Preprocessor):
         pad = self.tokenizer.pad_token_id
         return 0 if pad is None else int(pad)
 
-    def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
+    def _unpack(self, example: Mapping[str, Any]) -> tuple[Any, str | None, bool]:
+        """(text or word list, text pair, is_split_into_words) of one raw example; bad input names its origin."""
         origin = example.get("_origin")
-        pair = None
         if self.tokens_key in example:
             words = example[self.tokens_key]
             if not isinstance(words, list | tuple) or not all(isinstance(w, str) for w in words):
                 raise DataError(f"{self.tokens_key!r} must be a list of strings, got {type(words).__name__}",
                                 path=origin)
-            text: Any = list(words)
-            split = True
-        elif self.text_key in example:
+            return list(words), None, True
+        if self.text_key in example:
             text = example[self.text_key]
             if not isinstance(text, str):
                 raise DataError(f"{self.text_key!r} must be a string, got {type(text).__name__}", path=origin)
-            pair = example.get(self.pair_key)
-            split = False
-        else:
-            raise DataError(f"example has neither {self.text_key!r} nor {self.tokens_key!r} (keys: {sorted(example)})",
-                            path=origin)
+            return text, example.get(self.pair_key), False
+        raise DataError(f"example has neither {self.text_key!r} nor {self.tokens_key!r} (keys: {sorted(example)})",
+                        path=origin)
+
+    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Token count of each example after truncation (special tokens included), tokenized in batches: the
+        trainer groups training batches by it (``trainer.group_by_length``) and evaluates in length order."""
+        unpacked = [self._unpack(examples[i]) for i in range(len(examples))]
+        result = [0] * len(unpacked)
+        kinds: dict[tuple[bool, bool], list[int]] = {}
+        for index, (_, pair, split) in enumerate(unpacked):
+            kinds.setdefault((split, pair is not None), []).append(index)
+        for (split, has_pair), indices in kinds.items():
+            for start in range(0, len(indices), 1024):
+                chunk = indices[start : start + 1024]
+                texts = [unpacked[i][0] for i in chunk]
+                pairs = [unpacked[i][1] for i in chunk] if has_pair else None
+                encoded = self.tokenizer(texts, pairs, is_split_into_words=split, truncation=True,
+                                         max_length=self.max_length)
+                for i, ids in zip(chunk, encoded["input_ids"], strict=True):
+                    result[i] = len(ids)
+        return result
+
+    def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        origin = example.get("_origin")
+        text, pair, split = self._unpack(example)
         encoding = self.tokenizer(text, pair, is_split_into_words=split, truncation=True,
                                   max_length=self.max_length, return_offsets_mapping=True,
                                   return_overflowing_tokens=False, return_length=False)

@@ -86,3 +86,18 @@ def test_train_wordpiece_vocabulary_for_a_small_bert(tmp_path) -> None:
     assert main([str(tmp_path / "cli"), "--dataset", "text-lines", "--option", f"path={corpus}",
                  "--vocab-size", "80", "--min-frequency", "1"]) == 0
     assert (tmp_path / "cli" / "vocab.txt").is_file()
+
+
+def test_untied_decoder_trains_input_embeddings_only_where_words_occur(catalog, tiny) -> None:
+    torch.manual_seed(0)
+    objective = polygraft.create_objective("mlm", backbone="bert", backbone_options=tiny, catalog=catalog,
+                                           tie_embeddings=False, mask_probability=0.5)
+    embeddings = objective.backbone.model.get_input_embeddings().weight
+    assert objective.head.predictions.decoder.weight is not embeddings
+    tokenizer = objective.backbone.preprocessor.tokenizer
+    unused = tokenizer.convert_tokens_to_ids("paris")  # never in the batch below
+    pipeline = objective.data_pipeline(training=True)
+    batch = pipeline.collate([pipeline.prepare({"text": t}) for t in ["the cat sat on the mat", "a good film"] * 4])
+    objective(batch).loss.backward()
+    assert embeddings.grad[unused].abs().sum() == 0  # untied: no softmax push on words that do not occur
+    assert objective.head.predictions.decoder.weight.grad[unused].abs().sum() > 0

@@ -1,0 +1,56 @@
+"""Token lengths for length-grouped batching, and a text fine-tune with trainer.group_by_length."""
+
+from __future__ import annotations
+
+import pytest
+
+import polygraft
+from polygraft.errors import DataError
+from polygraft.interfaces import ListSource
+from polygraft.training.config import TrainerConfig
+
+EXAMPLES = [
+    {"text": "the cat"},
+    {"text": "a dog", "text_pair": "sat on the mat"},
+    {"tokens": ["new", "york", "cats"]},
+    {"text": "the cat sat on the mat in paris and the dog ran to the park"},  # truncated at max_length 8
+    {"text": ""},
+]
+
+
+def test_lengths_match_the_tokenized_examples_and_do_not_count_truncation(catalog, tiny) -> None:
+    pre = polygraft.create_backbone("bert", catalog=catalog, **{**tiny, "max_length": 8}).preprocessor
+    lengths = pre.lengths(EXAMPLES)
+    assert pre.truncation["examples"] == 0  # measuring is not training: nothing counted twice
+    assert lengths == [len(pre(example)["input_ids"]) for example in EXAMPLES]
+    assert lengths == [4, 9 - 1, 6, 8, 2]  # the pair is truncated to 8 as well
+
+
+def test_bad_example_in_lengths_names_its_origin(catalog, tiny) -> None:
+    pre = polygraft.create_backbone("bert", catalog=catalog, **tiny).preprocessor
+    with pytest.raises(DataError, match=r"reviews\.csv:7"):
+        pre.lengths([{"text": "fine"}, {"text": 3, "_origin": "reviews.csv:7"}])
+
+
+def test_finetune_with_group_by_length_batches_similar_lengths(catalog, tiny) -> None:
+    # five lengths (8, 12, 16, 20, 24 tokens with [CLS]/[SEP]), ten examples each, in a scrambled order
+    rows = [{"text": " ".join(["the", "film", "was", "very"][: 2 + i % 3] * (1 + i % 5)) + " good",
+             "label": "pos" if i % 2 else "neg"} for i in range(50)]
+    task = polygraft.create_task("classification", backbone="bert", catalog=catalog, label_names=["neg", "pos"],
+                                 backbone_options=tiny)
+    seen: list[tuple[bool, list[int]]] = []
+
+    def record(module, args, kwargs):
+        seen.append((task.training, kwargs["attention_mask"].sum(1).tolist()))
+
+    task.backbone.model.register_forward_pre_hook(record, with_kwargs=True)
+    config = TrainerConfig(max_epochs=2, batch_size=5, lr=1e-3, progress=False, device="cpu",
+                           group_by_length=True)
+    polygraft.Trainer(config).fit(task, train_data=ListSource(rows), val_data=ListSource(rows[:20]))
+    train = [lengths for training, lengths in seen if training]
+    assert len(train) == 20 and sorted(n for b in train for n in b) == sorted(
+        len(task.backbone.preprocessor(r)["input_ids"]) for r in rows * 2)
+    assert all(max(b) - min(b) <= 4 for b in train)  # neighbours in length order, never 8 next to 24
+    widths = [max(lengths) for training, lengths in seen if not training]
+    assert len(widths) == 8  # two validations of 4 batches, each visited longest first
+    assert widths[:4] == widths[4:] == sorted(widths[:4], reverse=True) and widths[0] > widths[3]
