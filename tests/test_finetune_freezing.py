@@ -62,6 +62,17 @@ def test_full_makes_everything_trainable(catalog):
     assert all(p.requires_grad for p in task.parameters())
 
 
+def test_full_keeps_the_freeze_a_recipe_asked_for_with_trainable_layers(catalog):
+    task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
+                                 backbone_options={"in_features": 4, "trainable_layers": 1}, catalog=catalog)
+    groups = task.backbone.layer_groups()
+    (strategy,) = build_strategies(["full"], catalog)
+    strategy.setup(task)
+    assert not any(p.requires_grad for g in groups[:-1] for p in g.parameters())
+    assert all(p.requires_grad for p in groups[-1].parameters())
+    assert all(p.requires_grad for p in task.head.parameters())
+
+
 def test_linear_probe_freezes_backbone_weights_through_an_optimizer_step(catalog):
     task = make_task()
     (strategy,) = build_strategies(["linear-probe"], catalog)

@@ -111,6 +111,7 @@ def create_backbone(name: str, *, weights: str | Path | None = None, trainable_l
         backbone.build_options = dict(build)
     if trainable_layers is not None:
         backbone.freeze(trainable_layers)
+        backbone.requested_trainable_layers = trainable_layers
     return backbone
 
 

@@ -47,7 +47,8 @@ def _notify(trainer: Any) -> None:
 
 
 class FullStrategy(FinetuneStrategy):
-    """Every parameter trains (the default when a recipe names no strategy)."""
+    """Every parameter trains (the default when a recipe names no strategy), except backbone layer groups the
+    recipe froze itself with ``backbone_options.trainable_layers``."""
 
     name = "full"
     order = 10
@@ -55,6 +56,9 @@ class FullStrategy(FinetuneStrategy):
 
     def setup(self, module: TrainingModule) -> None:
         module.requires_grad_(True)
+        keep = getattr(module.backbone, "requested_trainable_layers", None)
+        if keep is not None:
+            module.backbone.freeze(keep)
 
 
 class _BatchNormEval(Callback):

@@ -32,6 +32,8 @@ class Backbone(nn.Module):
     map_strides: tuple[int, ...] = ()
     #: the registered backbone name and the options that rebuild this architecture (filled by create_backbone)
     spec_name: str = ""
+    #: layer groups left trainable by ``create_backbone(trainable_layers=N)``; ``None`` when not requested
+    requested_trainable_layers: int | None = None
     build_options: dict[str, Any]
 
     def __init__(self) -> None:
@@ -51,7 +53,11 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def freeze(self, trainable_layers: int = 0) -> None:
-        """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen)."""
+        """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen).
+
+        ``create_backbone(..., trainable_layers=N)`` (``backbone_options.trainable_layers`` in a recipe) also
+        records ``N`` in ``requested_trainable_layers``; the ``full`` strategy keeps that freeze.
+        """
         groups = self.layer_groups()
         if not 0 <= trainable_layers <= len(groups):
             raise ValueError(f"trainable_layers must be in [0, {len(groups)}], got {trainable_layers}")
