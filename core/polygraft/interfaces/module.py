@@ -37,8 +37,8 @@ class DataPipeline:
 
         The default asks the pipeline's ``preprocessor`` (see ``Preprocessor.lengths``), if it has one.
         """
-        preprocessor = getattr(self, "preprocessor", None)
-        return preprocessor.lengths(examples) if preprocessor is not None else None
+        measure = getattr(getattr(self, "preprocessor", None), "lengths", None)
+        return measure(examples) if callable(measure) else None
 
 
 @dataclass
