@@ -64,10 +64,17 @@ def move_to_device(batch: Any, device: torch.device, *, non_blocking: bool = Tru
 
 
 def batch_size_of(batch: Mapping[str, Any]) -> int:
-    """Number of examples in a collated batch (first tensor's leading dimension, or a list's length)."""
+    """Number of examples in a collated batch: the first tensor's leading dimension or a list's length, looking
+    inside nested mappings (``{"inputs": {...}}``) when the top level holds neither."""
     for value in batch.values():
         if isinstance(value, torch.Tensor) and value.dim() > 0:
             return int(value.shape[0])
         if isinstance(value, list):
             return len(value)
+    for value in batch.values():
+        if isinstance(value, Mapping):
+            try:
+                return batch_size_of(value)
+            except ValueError:
+                continue
     raise ValueError("cannot tell the batch size: the batch holds no tensor or list")

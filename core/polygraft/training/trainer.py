@@ -228,7 +228,7 @@ class Trainer:
                 if isinstance(inputs, dict) and inputs.get("truncated") is not None:
                     self._truncated += inputs["truncated"].sum()  # no sync per step
                 window_batches += 1
-                window_samples += _batch_len(batch) * self.dist.world_size
+                window_samples += batch_size_of(batch) * self.dist.world_size
                 if not last_micro:
                     continue
                 self._optimizer_step()
@@ -311,21 +311,25 @@ class Trainer:
         was_training = module.training
         module.eval()
         module.reset_metrics()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        count = torch.zeros((), dtype=torch.float64, device=self.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss × n, examples, truncated inputs
+        measures_truncation = False
         position_loader(loader, epoch=0, skip_batches=0, seed=self.config.seed)
         for batch in loader:
             batch = move_to_device(batch, self.device, non_blocking=True)
             with self.precision.autocast():
                 output = module(batch)
-            n = _batch_len(batch)
-            loss_sum += output.loss.detach().double() * n
-            count += n
+            n = batch_size_of(batch)
+            sums[0] += output.loss.detach().double() * n
+            sums[1] += n
+            if isinstance(batch.get("inputs"), Mapping) and batch["inputs"].get("truncated") is not None:
+                measures_truncation = True
+                sums[2] += batch["inputs"]["truncated"].sum()
             module.update_metrics(batch, output)
         if self.dist.enabled:
-            torch.distributed.all_reduce(loss_sum)
-            torch.distributed.all_reduce(count)
-        metrics = {f"{prefix}/loss": float(loss_sum / count.clamp_min(1))}
+            torch.distributed.all_reduce(sums)
+        metrics = {f"{prefix}/loss": float(sums[0] / sums[1].clamp_min(1))}
+        if measures_truncation:  # inputs cut at the model's length limit are counted, never silent
+            metrics[f"{prefix}/truncated_examples"] = float(sums[2])
         metrics.update({f"{prefix}/{name}": value for name, value in module.compute_metrics().items()})
         module.train(was_training)
         return metrics
@@ -391,9 +395,3 @@ class Trainer:
         if self._stop_reason:
             self.logger.message(self._stop_reason)
 
-
-def _batch_len(batch: Mapping[str, Any]) -> int:
-    try:
-        return batch_size_of(batch)
-    except ValueError:
-        return batch_size_of(batch["inputs"]) if "inputs" in batch else 1

@@ -54,3 +54,15 @@ def test_finetune_with_group_by_length_batches_similar_lengths(catalog, tiny) ->
     widths = [max(lengths) for training, lengths in seen if not training]
     assert len(widths) == 8  # two validations of 4 batches, each visited longest first
     assert widths[:4] == widths[4:] == sorted(widths[:4], reverse=True) and widths[0] > widths[3]
+
+
+def test_truncated_evaluation_inputs_are_counted_in_the_metrics(catalog, tiny) -> None:
+    task = polygraft.create_task("classification", backbone="bert", catalog=catalog, label_names=["neg", "pos"],
+                                 backbone_options={**tiny, "max_length": 8})
+    long = "the cat sat on the mat in paris and the dog ran to the park"
+    val = ListSource([{"text": long, "label": "pos"}, {"text": "the cat", "label": "neg"},
+                      {"text": long + " again", "label": "neg"}])
+    trainer = polygraft.Trainer(TrainerConfig(max_steps=1, batch_size=2, progress=False, device="cpu"))
+    metrics = trainer.fit(task, train_data=ListSource([{"text": "a dog", "label": "pos"}] * 2), val_data=val).metrics
+    assert metrics["val/truncated_examples"] == 2
+    assert trainer.state.truncated_examples == 0  # the training texts fit
