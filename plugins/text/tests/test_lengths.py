@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import polygraft
@@ -66,3 +73,27 @@ def test_truncated_evaluation_inputs_are_counted_in_the_metrics(catalog, tiny) -
     metrics = trainer.fit(task, train_data=ListSource([{"text": "a dog", "label": "pos"}] * 2), val_data=val).metrics
     assert metrics["val/truncated_examples"] == 2
     assert trainer.state.truncated_examples == 0  # the training texts fit
+
+
+def test_group_by_length_under_torchrun_with_two_ranks(vocab_file, tmp_path) -> None:
+    script = Path(__file__).with_name("train_grouped.py")
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    process = subprocess.Popen([torchrun, "--standalone", "--nproc-per-node", "2", str(script), str(vocab_file),
+                                str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # no orphaned ranks
+        pytest.fail(f"torchrun did not finish:\n{process.communicate()[1][-3000:]}")
+    assert process.returncode == 0, err[-3000:]
+    ranks = [json.loads((tmp_path / f"batches_rank{r}.json").read_text()) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 10  # 19 examples per rank (one repeated), batches of 4, 2 epochs
+    # at each full step the two ranks hold alternate examples of one length-sorted global batch of 8
+    full = [(a, b) for a, b in zip(*ranks, strict=True) if len(a) == len(b) == 4]
+    assert len(full) == 8
+    for a, b in full:
+        merged = [n for pair in zip(a, b, strict=True) for n in pair]
+        assert merged == sorted(merged, reverse=True), (a, b)
+    assert "val/accuracy" in json.loads((tmp_path / "results.json").read_text())
