@@ -135,7 +135,6 @@ class TokenClassificationTask(Task):
         self.tags_key = tags_key
         self._gold: list[list[str]] = []
         self._pred: list[list[str]] = []
-        self._truncated = 0
 
     def data_pipeline(self, *, training: bool) -> TokenClassificationPipeline:
         return TokenClassificationPipeline(self.backbone.preprocessor, self.label_names, words_key=self.words_key,
@@ -169,22 +168,19 @@ class TokenClassificationTask(Task):
             keep = labels[row] != IGNORE
             self._gold.append([self.label_names[i] for i in labels[row][keep].tolist()])
             self._pred.append([self.label_names[i] for i in predicted[row][keep].tolist()])
-        truncated = batch["inputs"].get("truncated")
-        if truncated is not None:
-            self._truncated += int(truncated.sum())
 
-    def _gathered(self) -> tuple[list[list[str]], list[list[str]], int]:
-        """Gold and predicted tag sequences and the truncation count of every rank (this rank's alone when
+    def _gathered(self) -> tuple[list[list[str]], list[list[str]]]:
+        """Gold and predicted tag sequences of every rank (this rank's alone when
         torch.distributed is not initialised). Under DDP each rank validated a shard, so seqeval must see all."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return self._gold, self._pred, self._truncated
+            return self._gold, self._pred
         shards: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(shards, (self._gold, self._pred, self._truncated))
+        dist.all_gather_object(shards, (self._gold, self._pred))
         gold = [seq for shard in shards for seq in shard[0]]
         pred = [seq for shard in shards for seq in shard[1]]
-        return gold, pred, sum(int(shard[2]) for shard in shards)
+        return gold, pred
 
     def compute_metrics(self) -> dict[str, float]:
         """Entity P/R/F1 (seqeval, strict IOB2), token accuracy, per-type F1; over all ranks under DDP.
@@ -194,7 +190,7 @@ class TokenClassificationTask(Task):
         from seqeval.metrics import classification_report
         from seqeval.scheme import IOB2
 
-        gold, pred, truncated = self._gathered()
+        gold, pred = self._gathered()
         if not gold:
             return {}
         tokens = sum(len(seq) for seq in gold)
@@ -203,8 +199,7 @@ class TokenClassificationTask(Task):
                                        zero_division=0)
         micro = report["micro avg"]
         metrics = {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
-                   "f1": float(micro["f1-score"]), "accuracy": correct / max(tokens, 1),
-                   "truncated_examples": float(truncated)}
+                   "f1": float(micro["f1-score"]), "accuracy": correct / max(tokens, 1)}
         for name, row in report.items():
             if name not in ("micro avg", "macro avg", "weighted avg") and isinstance(row, Mapping):
                 metrics[f"f1_{name}"] = float(row["f1-score"])
@@ -218,7 +213,7 @@ class TokenClassificationTask(Task):
         return classification_report(self._gold, self._pred, mode="strict", scheme=IOB2, zero_division=0)
 
     def reset_metrics(self) -> None:
-        self._gold, self._pred, self._truncated = [], [], 0
+        self._gold, self._pred = [], []
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:

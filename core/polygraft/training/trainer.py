@@ -31,7 +31,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from polygraft.errors import TrainingError
-from polygraft.features import batch_size_of, move_to_device
+from polygraft.features import batch_size_of, move_to_device, truncated_in
 from polygraft.finetune.base import FinetuneStrategy
 from polygraft.interfaces import DataSource, TrainingModule
 from polygraft.run import RunDirectory
@@ -224,9 +224,8 @@ class Trainer:
                         continue
                     self.precision.backward(loss / cfg.grad_accum)
                 loss_sum += loss.detach()
-                inputs = batch.get("inputs")
-                if isinstance(inputs, dict) and inputs.get("truncated") is not None:
-                    self._truncated += inputs["truncated"].sum()  # no sync per step
+                if (truncated := truncated_in(batch)) is not None:
+                    self._truncated += truncated.sum()  # no sync per step
                 window_batches += 1
                 window_samples += batch_size_of(batch) * self.dist.world_size
                 if not last_micro:
@@ -321,9 +320,9 @@ class Trainer:
             n = batch_size_of(batch)
             sums[0] += output.loss.detach().double() * n
             sums[1] += n
-            if isinstance(batch.get("inputs"), Mapping) and batch["inputs"].get("truncated") is not None:
+            if (truncated := truncated_in(batch)) is not None:
                 measures_truncation = True
-                sums[2] += batch["inputs"]["truncated"].sum()
+                sums[2] += truncated.sum()
             module.update_metrics(batch, output)
         if self.dist.enabled:
             torch.distributed.all_reduce(sums)

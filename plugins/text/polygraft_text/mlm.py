@@ -9,7 +9,8 @@ The prediction head is transformers' ``BertOnlyMLMHead`` on the backbone's seque
 to the input embeddings as in BERT; ``tie_embeddings: false`` gives the decoder its own matrix. Untied, the input
 embedding of a word is trained only where the word occurs: with a tied softmax every prediction pushes all other
 words' vectors away from the hidden state, which in a short pretraining run crowds rare words' input vectors into
-one direction ("representation degeneration", Gao et al. 2019) and hurts fine-tuning that relies on them. ``export`` (inherited from PretrainingObjective) writes a backbone checkpoint that
+one direction ("representation degeneration", Gao et al. 2019) and hurts fine-tuning that relies on them.
+``export`` (inherited from PretrainingObjective) writes a backbone checkpoint that
 ``finetune`` accepts as ``weights:``.
 
 Example:

@@ -97,3 +97,14 @@ def test_group_by_length_under_torchrun_with_two_ranks(vocab_file, tmp_path) -> 
         merged = [n for pair in zip(a, b, strict=True) for n in pair]
         assert merged == sorted(merged, reverse=True), (a, b)
     assert "val/accuracy" in json.loads((tmp_path / "results.json").read_text())
+
+
+def test_truncated_evaluation_inputs_are_counted_for_token_classification_too(catalog, tiny) -> None:
+    task = polygraft.create_task("token-classification", backbone="bert", catalog=catalog,
+                                 label_names=["O", "B-LOC", "I-LOC"], backbone_options={**tiny, "max_length": 6})
+    short = {"tokens": ["in", "paris"], "tags": ["O", "B-LOC"]}
+    long = {"tokens": ["the", "cat", "sat", "on", "the", "mat", "in", "paris"], "tags": ["O"] * 6 + ["O", "B-LOC"]}
+    trainer = polygraft.Trainer(TrainerConfig(max_steps=1, batch_size=2, progress=False, device="cpu"))
+    metrics = trainer.fit(task, train_data=ListSource([short] * 2), val_data=ListSource([long, short, long])).metrics
+    assert metrics["val/truncated_examples"] == 2
+    assert "val/f1" in metrics
