@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import polygraft
-from polygraft.config import RunConfig
-from polygraft.recipes import run_recipe
+from polygraft.recipe import Recipe
+from polygraft.recipe import run_recipe
 
 RECIPE = Path(__file__).parent / "vision" / "digits.yaml"
 
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"1. Fine-tuning ImageNet EfficientNet-Lite0 on 4,000 MNIST digits ({args.epochs} epoch) — {RECIPE}")
-    config = RunConfig.from_yaml(RECIPE, [f"trainer.max_epochs={args.epochs}", f"output_dir={args.output}"])
+    config = Recipe.from_yaml(RECIPE, [f"trainer.max_epochs={args.epochs}", f"output_dir={args.output}"])
     start = time.perf_counter()
     result = run_recipe(config)
     print(f"   held-out accuracy {result.metrics['val/accuracy']:.3f} on 1,000 digits "

@@ -10,25 +10,26 @@ from safetensors.torch import save_file
 
 import polygraft
 from polygraft import hookimpl
-from polygraft.errors import IncompatibleComponentsError, UnknownComponentError, WeightsError
+from polygraft.errors import ConfigError, IncompatibleComponentsError, UnknownComponentError, WeightsError
 from polygraft.specs import TaskSpec, WeightsSpec
 
 WEIGHTS_FILE: dict[str, str] = {}
 
 
-def toy_weights_location() -> dict[str, object]:
-    return {"path": WEIGHTS_FILE["path"], "hidden": 8}
+def toy_weights_location() -> str:
+    return WEIGHTS_FILE["path"]
 
 
 class WeightsPlugin:
     @hookimpl
     def polygraft_register_weights(self, register):
-        register(WeightsSpec(name="toy-demo", factory=f"{__name__}:toy_weights_location", backbone="toy"))
+        register(WeightsSpec(name="toy-demo", factory=f"{__name__}:toy_weights_location", backbone="toy",
+                             backbone_options={"hidden": 8}))
         register(WeightsSpec(name="other-demo", factory=f"{__name__}:toy_weights_location", backbone="bert"))
 
     @hookimpl
     def polygraft_register_tasks(self, register):
-        register(TaskSpec(name="needs-maps", factory="polygraft.tasks.classification:create_classification_task",
+        register(TaskSpec(name="needs-maps", factory="polygraft.tasks.classification:ClassificationTask",
                           consumes="maps"))
 
 
@@ -95,8 +96,6 @@ def test_load_without_a_model_says_what_is_missing(tmp_path: Path) -> None:
         polygraft.load(tmp_path)
 
 
-def test_trainable_layers_is_a_shared_option() -> None:
-    backbone = polygraft.create_backbone("toy", in_features=3, depth=2, trainable_layers=1)
-    groups = backbone.layer_groups()
-    assert all(p.requires_grad for p in groups[-1].parameters())
-    assert not any(p.requires_grad for g in groups[:-1] for p in g.parameters())
+def test_trainable_layers_is_a_strategy_option_and_the_backbone_says_so() -> None:
+    with pytest.raises(ConfigError, match=r"strategy: \[\{name: full, trainable_layers: 1\}\]"):
+        polygraft.create_backbone("toy", in_features=3, depth=2, trainable_layers=1)

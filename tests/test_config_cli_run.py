@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from polygraft.cli import main
-from polygraft.config import RunConfig
+from polygraft.recipe import Recipe
 from polygraft.errors import ConfigError
 
 RECIPE = {
@@ -33,7 +33,7 @@ def write_recipe(tmp_path: Path, **changes) -> Path:
 
 
 def test_overrides_are_parsed_as_yaml_values() -> None:
-    cfg = RunConfig.from_dict(RECIPE, overrides=["trainer.max_steps=5", "trainer.lr=1e-4", "weights=null",
+    cfg = Recipe.from_dict(RECIPE, overrides=["trainer.max_steps=5", "trainer.lr=1e-4", "weights=null",
                                                  "data.train.size=10", "strategy=[linear-probe, ema]"])
     assert cfg.trainer.max_steps == 5 and cfg.trainer.lr == pytest.approx(1e-4)
     assert cfg.data["train"]["size"] == 10
@@ -52,14 +52,14 @@ def test_overrides_are_parsed_as_yaml_values() -> None:
 ])
 def test_bad_recipes_say_what_to_do(change: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        RunConfig.from_dict(RECIPE, overrides=change)
+        Recipe.from_dict(RECIPE, overrides=change)
 
 
 def test_yaml_is_read_safely(tmp_path: Path) -> None:
     path = tmp_path / "evil.yaml"
     path.write_text("task: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
-        RunConfig.from_yaml(path)
+        Recipe.from_yaml(path)
 
 
 def test_finetune_evaluate_predict_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

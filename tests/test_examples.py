@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from polygraft.config import RunConfig
+from polygraft.recipe import Recipe
 from polygraft.plugins import build_catalog
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*/*.yaml"))
@@ -18,7 +18,7 @@ def test_there_are_recipes_for_every_plugin_with_examples() -> None:
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_parses_and_its_components_exist(path: Path) -> None:
-    config = RunConfig.from_yaml(path)
+    config = Recipe.from_yaml(path)
     catalog = build_catalog()
     assert all(p.status == "ok" for p in catalog.plugins), catalog.plugins
     catalog.get("backbone", config.backbone)

@@ -62,15 +62,17 @@ def test_full_makes_everything_trainable(catalog):
     assert all(p.requires_grad for p in task.parameters())
 
 
-def test_full_keeps_the_freeze_a_recipe_asked_for_with_trainable_layers(catalog):
+def test_full_trains_only_the_top_layer_groups_it_is_told(catalog):
     task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
-                                 backbone_options={"in_features": 4, "trainable_layers": 1}, catalog=catalog)
+                                 backbone_options={"in_features": 4}, catalog=catalog)
     groups = task.backbone.layer_groups()
-    (strategy,) = build_strategies(["full"], catalog)
+    (strategy,) = build_strategies([{"name": "full", "trainable_layers": 1}], catalog)
     strategy.setup(task)
     assert not any(p.requires_grad for g in groups[:-1] for p in g.parameters())
     assert all(p.requires_grad for p in groups[-1].parameters())
     assert all(p.requires_grad for p in task.head.parameters())
+    with pytest.raises(ConfigError, match="only 3 layer groups"):
+        build_strategies([{"name": "full", "trainable_layers": 9}], catalog)[0].setup(task)
 
 
 def test_linear_probe_freezes_backbone_weights_through_an_optimizer_step(catalog):
@@ -96,7 +98,7 @@ def test_linear_probe_keeps_batchnorm_statistics_fixed():
     task.train()
     callback.on_fit_start(trainer)
     task.train()  # the trainer switches back to train mode after validation
-    callback.on_train_batch_start(trainer, 0)
+    callback.on_train_step_start(trainer, 0)
     assert not task.backbone.norm.training and task.head.training
     task.backbone.norm(torch.randn(4, 8))
     assert torch.equal(task.backbone.norm.running_mean, torch.zeros(8))
@@ -116,7 +118,7 @@ def test_gradual_unfreeze_flips_groups_top_down_at_milestones(catalog):
     seen = {}
     for step in range(22):
         trainer.state.global_step = step
-        callback.on_train_batch_start(trainer, step)
+        callback.on_train_step_start(trainer, step)
         seen[step] = trainable_groups(task)
     assert seen[4] == [False] * 4
     assert seen[5] == [False, False, False, True]
@@ -150,7 +152,7 @@ def test_gradual_unfreeze_resumes_from_state_and_step():
     callback.on_fit_start(trainer)
     for step in range(5):
         trainer.state.global_step = step
-        callback.on_train_batch_start(trainer, step)
+        callback.on_train_step_start(trainer, step)
     saved = callback.state_dict()
     assert saved["stage"] == 2
 
@@ -181,9 +183,10 @@ def test_build_strategies_orders_and_parses_options(catalog):
     (["layer-wise-lr-decay", "linear-probe"], "cannot be combined"),
     (["ema", {"name": "ema"}], "twice"),
     ([{"decay": 0.9}], "no 'name'"),
-    ([{"name": "ema", "dacay": 0.9}], "Accepted options: decay"),
+    ([{"name": "ema", "dacay": 0.9}], "has no option 'dacay'; did you mean 'decay'"),
+    ([{"name": "ema", "decay": "high"}], "option 'decay' must be float"),
     ([{"name": "layer-wise-lr-decay", "decay": 1.5}], "decay"),
-    ([3], "must be a name"),
+    ([3], "each entry is a name or a mapping"),
 ])
 def test_build_strategies_rejects_bad_recipes(catalog, items, match):
     with pytest.raises(ConfigError, match=match):
@@ -198,5 +201,5 @@ def test_build_strategies_unknown_name_suggests(catalog):
 def test_every_strategy_is_registered_once(catalog):
     assert set(catalog.registry("strategy").names()) >= {
         "full", "linear-probe", "gradual-unfreeze", "layer-wise-lr-decay", "lora", "ema"}
-    assert "llrd" not in catalog.registry("strategy")
-    assert "llrd" in catalog.get("strategy", "layer-wise-lr-decay").description.lower()
+    assert catalog.get("strategy", "llrd") is catalog.get("strategy", "layer-wise-lr-decay")  # an alias
+    assert [s.name for s in build_strategies(["llrd", "ema"], catalog)] == ["ema", "layer-wise-lr-decay"]

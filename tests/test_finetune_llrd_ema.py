@@ -90,8 +90,7 @@ def test_ema_matches_the_hand_computed_average():
     for step, value in enumerate([1.0, 3.0, 5.0, 9.0], start=1):
         set_weights(task, value)
         trainer.state.global_step = step
-        callback.on_train_batch_end(trainer, step, 0.0)
-        callback.on_train_batch_end(trainer, step, 0.0)  # a second micro-batch without optimizer step: no update
+        callback.on_train_step_end(trainer, step, torch.tensor(0.0), {}, None)
     # first update copies (like AveragedModel), then ema = 0.5 * ema + 0.5 * live
     expected = 0.5 * (0.5 * (0.5 * 1.0 + 0.5 * 3.0) + 0.5 * 5.0) + 0.5 * 9.0
     assert callback.num_updates == 4
@@ -118,7 +117,7 @@ def test_ema_warmup_and_update_every():
     callback.on_fit_start(trainer)
     for step in range(1, 7):
         trainer.state.global_step = step
-        callback.on_train_batch_end(trainer, step, 0.0)
+        callback.on_train_step_end(trainer, step, torch.tensor(0.0), {}, None)
     assert callback.num_updates == 3
 
 
@@ -130,7 +129,7 @@ def test_ema_state_dict_resumes_exactly():
     for step in range(1, 4):
         set_weights(task, float(step))
         trainer.state.global_step = step
-        callback.on_train_batch_end(trainer, step, 0.0)
+        callback.on_train_step_end(trainer, step, torch.tensor(0.0), {}, None)
     state = callback.state_dict()
     buffer = __import__("io").BytesIO()
     torch.save(state, buffer)
@@ -144,7 +143,7 @@ def test_ema_state_dict_resumes_exactly():
     for cb in (callback, resumed):
         set_weights(task, 10.0)
         trainer.state.global_step = 4
-        cb.on_train_batch_end(trainer, 4, 0.0)
+        cb.on_train_step_end(trainer, 4, torch.tensor(0.0), {}, None)
     assert resumed.num_updates == callback.num_updates == 4
     for name, tensor in callback.averaged.items():
         assert torch.equal(resumed.averaged[name], tensor), name

@@ -157,7 +157,7 @@ def test_ema_finalizes_before_lora_merges():
     for step in (1, 2):
         train_step(task, batch)
         trainer.state.global_step = step
-        ema.on_train_batch_end(trainer, step, 0.0)
+        ema.on_train_step_end(trainer, step, torch.tensor(0.0), {}, None)
     expected = dict(ema.averaged)
     task.eval()
     for strategy in strategies:

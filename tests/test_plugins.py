@@ -99,12 +99,13 @@ def test_registration_failure_is_isolated_and_rolled_back() -> None:
         catalog.get("backbone", "half")
 
 
-def test_duplicate_across_plugins_fails_the_second_with_both_names() -> None:
+def test_a_clash_with_core_keeps_core_and_reports_both_owners() -> None:
     catalog = build_catalog(autoload=False, plugins=[("dupe", DuplicatePlugin())])
     dupe = catalog.plugins[-1]
-    assert dupe.status == "failed"
-    assert "'polygraft'" in dupe.error and "'dupe'" in dupe.error
+    assert dupe.status == "ok"
+    assert any("'toy' is also claimed by polygraft" in note and "dupe:toy" in note for note in dupe.notes)
     assert catalog.registry("backbone").owner("toy") == "polygraft"
+    assert catalog.registry("backbone").owner("dupe:toy") == "dupe"
 
 
 def test_catalogs_are_independent() -> None:

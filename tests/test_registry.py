@@ -11,22 +11,49 @@ def backbone(name: str) -> BackboneSpec:
     return BackboneSpec(name=name, factory="somewhere:create", modality="vision")
 
 
-def test_duplicate_name_names_both_plugins() -> None:
-    registry = Registry("backbone")
-    registry.register(backbone("resnet"), owner="polygraft-vision")
-    with pytest.raises(DuplicateComponentError) as info:
-        registry.register(backbone("resnet"), owner="acme-vision")
-    message = str(info.value)
-    assert "'polygraft-vision'" in message and "'acme-vision'" in message
-    assert "replace=True" in message
+@pytest.mark.parametrize("first_party_first", [True, False])
+def test_a_contested_name_stays_first_party_in_either_order(first_party_first: bool) -> None:
+    registry = Registry("backbone", first_party={"polygraft-vision"})
+    claims = [(backbone("resnet"), "polygraft-vision"), (backbone("resnet"), "acme-vision")]
+    for spec, owner in claims if first_party_first else claims[::-1]:
+        registry.register(spec, owner=owner)
     assert registry.owner("resnet") == "polygraft-vision"
+    assert registry.owner("acme-vision:resnet") == "acme-vision"  # the other claim, by its qualified name
+    assert {c.owner for c in registry.contested()["resnet"]} == {"polygraft-vision", "acme-vision"}
 
 
-def test_replace_true_overrides_on_purpose() -> None:
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_two_third_party_claims_make_the_bare_name_ambiguous(order: tuple[str, str]) -> None:
+    registry = Registry("backbone")
+    for owner in order:
+        registry.register(backbone("resnet"), owner=owner)
+    with pytest.raises(DuplicateComponentError, match=r"'a:resnet', 'b:resnet'|'b:resnet', 'a:resnet'"):
+        registry.get("resnet")
+    assert registry.owner("a:resnet") == "a" and registry.owner("b:resnet") == "b"
+    assert registry.names() == []  # listing shows neither under the bare name
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_replace_true_overrides_on_purpose_in_either_order(order: tuple[str, str]) -> None:
+    registry = Registry("backbone", first_party={"a"})
+    for owner in order:
+        registry.register(backbone("resnet"), owner=owner, replace=owner == "b")
+    assert registry.owner("resnet") == "b"
+    assert registry.stable_name("resnet") == "resnet" and registry.stable_name("a:resnet") == "a:resnet"
+
+
+def test_one_plugin_registering_a_name_twice_is_an_error() -> None:
     registry = Registry("backbone")
     registry.register(backbone("resnet"), owner="a")
-    registry.register(backbone("resnet"), owner="b", replace=True)
-    assert registry.owner("resnet") == "b"
+    with pytest.raises(DuplicateComponentError, match="registers the backbone name 'resnet' twice"):
+        registry.register(backbone("resnet"), owner="a")
+
+
+def test_aliases_find_the_component() -> None:
+    registry = Registry("backbone")
+    registry.register(BackboneSpec(name="layer-wise", factory="m:f", aliases=("lw",)), owner="a")
+    assert registry.get("lw").name == "layer-wise"
+    assert registry.names() == ["layer-wise"]
 
 
 def test_unknown_name_lists_closest_names_with_their_plugin() -> None:
@@ -64,7 +91,8 @@ def test_wrong_spec_type_is_rejected() -> None:
 def test_spec_validation() -> None:
     with pytest.raises(PluginError, match="module:function"):
         BackboneSpec(name="x", factory="no_colon")
+    assert BackboneSpec(name="x", factory="m:f", modality="smell").modality == "smell"  # modalities are open
     with pytest.raises(PluginError, match="modality"):
-        BackboneSpec(name="x", factory="m:f", modality="smell")
+        BackboneSpec(name="x", factory="m:f", modality="Smell it!")
     with pytest.raises(PluginError, match="cannot import"):
         BackboneSpec(name="x", factory="no_such_module_xyz:f").load_factory()

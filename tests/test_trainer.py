@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import polygraft
+from polygraft.training.builtin_callbacks import BestCheckpoint, EarlyStopping
 from polygraft.errors import DataError, TrainingError
 from polygraft.interfaces import ListSource
 from polygraft.training.config import TrainerConfig
@@ -33,8 +34,8 @@ def config(**overrides) -> TrainerConfig:
 def test_fit_learns_and_writes_a_readable_run_directory(tmp_path: Path) -> None:
     train, val = data(192, seed=1).split([0.75, 0.25], seed=0)
     task = make_task()
-    result = polygraft.Trainer(config(max_epochs=4, monitor="val/accuracy"), output_dir=tmp_path).fit(
-        task, train_data=train, val_data=val)
+    result = polygraft.Trainer(config(max_epochs=4), output_dir=tmp_path,
+                               callbacks=[BestCheckpoint("val/accuracy")]).fit(task, train_data=train, val_data=val)
     assert result.metrics["val/accuracy"] > 0.9
     assert result.stop_reason == "finished"
     for name in ("config.yaml", "metrics.jsonl", "results.json", "data.json", "curves.png", "confusion.png",
@@ -94,9 +95,9 @@ def test_empty_data_and_oversized_batches_are_clear_errors() -> None:
 
 
 def test_early_stopping_stops_when_the_metric_stalls(tmp_path: Path) -> None:
-    result = polygraft.Trainer(
-        config(max_steps=200, lr=0.0, eval_every=2, early_stopping={"monitor": "val/loss", "patience": 2}),
-        output_dir=tmp_path).fit(make_task(), train_data=data(), val_data=data(24, seed=3))
+    result = polygraft.Trainer(config(max_steps=200, lr=0.0, eval_every=2), output_dir=tmp_path,
+                               callbacks=[EarlyStopping(monitor="val/loss", patience=2)]).fit(
+        make_task(), train_data=data(), val_data=data(24, seed=3))
     assert result.stop_reason.startswith("early stopping")
     assert json.loads((tmp_path / "results.json").read_text())["train/steps"] == 6
 

@@ -27,6 +27,8 @@ _LAZY = {
     "Features": "polygraft.features",
     "Trainer": "polygraft.training.trainer",
     "TrainerConfig": "polygraft.training.config",
+    "Recipe": "polygraft.recipe",
+    "run_recipe": "polygraft.recipe",
 }
 
 if TYPE_CHECKING:
@@ -40,11 +42,13 @@ if TYPE_CHECKING:
     )
     from polygraft.features import Features
     from polygraft.plugins import build_catalog
+    from polygraft.recipe import Recipe, run_recipe
     from polygraft.training.config import TrainerConfig
     from polygraft.training.trainer import Trainer
 
 __all__ = [
     "Features",
+    "Recipe",
     "Trainer",
     "TrainerConfig",
     "__version__",
@@ -56,6 +60,7 @@ __all__ = [
     "list_components",
     "load",
     "load_dataset",
+    "run_recipe",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The Python API; the CLI is a thin layer over these functions.
+"""The Python API: build components, open datasets, rebuild trained models. The CLI is a thin layer over it.
 
 Example — a pretrained encoder with its preprocessing in a few lines:
     >>> import polygraft
@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polygraft.errors import IncompatibleComponentsError, UnknownComponentError, WeightsError
+from polygraft.components import build
+from polygraft.errors import ConfigError, IncompatibleComponentsError, UnknownComponentError, WeightsError
 from polygraft.plugins import Catalog, build_catalog
-from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec
+from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec, WeightsSpec
 
 if TYPE_CHECKING:
     from polygraft.interfaces import Backbone, DataSource, Task, TrainingModule
@@ -27,36 +28,45 @@ _KINDS = {plural: kind for kind, plural in KIND_PLURALS.items()} | {kind: kind f
 def list_components(kind: str, *, modality: str | None = None, catalog: Catalog | None = None) -> list[dict[str, Any]]:
     """Specs of one kind (``"backbones"`` or ``"backbone"``...) as dicts, with the providing plugin.
 
-    Imports no deep-learning library.
+    Imports no deep-learning library. A claim that does not answer its bare name (the name is contested) is
+    listed under its qualified name ``owner:name``.
     """
     if kind not in _KINDS:
         raise UnknownComponentError(f"unknown component kind {kind!r}; choose from {sorted(KIND_PLURALS.values())}")
     catalog = catalog or build_catalog()
+    if modality is not None:
+        modalities = catalog.registry("modality")
+        if modality not in modalities:
+            raise UnknownComponentError(modalities._unknown_message(modality))
+    registry = catalog.registry(_KINDS[kind])
+    answering = {id(entry) for entry in registry.entries()}
     rows = []
-    for entry in catalog.registry(_KINDS[kind]).entries():
+    for entry in registry.all_entries():
         if modality and entry.spec.modality not in (modality, "any"):
             continue
-        rows.append({**entry.spec.to_dict(), "plugin": entry.owner})
+        row = {**entry.spec.to_dict(), "plugin": entry.owner}
+        if id(entry) not in answering:
+            row["name"] = entry.qualified_name
+        rows.append(row)
     return rows
 
 
 def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> tuple[str, dict[str, Any]]:
-    """Turn a registered alias into a local path plus backbone options; pass paths and hub ids through."""
+    """A registered alias → (local path, the backbone options its spec declares); paths and hub ids pass through."""
     registry = catalog.registry("weights")
     name = str(weights)
     if name in registry:
         spec = registry.get(name)
-        if spec.backbone and spec.backbone != backbone:  # type: ignore[attr-defined]
+        assert isinstance(spec, WeightsSpec)
+        backbones = catalog.registry("backbone")
+        same = spec.backbone in backbones and backbones.get(spec.backbone) is backbones.get(backbone)
+        if spec.backbone and spec.backbone != backbone and not same:
             raise IncompatibleComponentsError(
-                f"weights {name!r} are for backbone {spec.backbone!r}, not {backbone!r}: "  # type: ignore[attr-defined]
-                f"use create_backbone({spec.backbone!r}, weights={name!r})"  # type: ignore[attr-defined]
+                f"weights {name!r} are for backbone {spec.backbone!r}, not {backbone!r}: "
+                f"use create_backbone({spec.backbone!r}, weights={name!r})"
             )
-        location = spec.load_factory()()
-        if isinstance(location, str | Path):
-            return str(location), {}
-        location = dict(location)
-        return str(location.pop("path")), location
-    if Path(name).exists() or "/" in name:
+        return str(spec.load_factory()()), dict(spec.backbone_options)
+    if Path(name).expanduser().exists() or "/" in name or name.startswith("hf-hub:"):
         return name, {}
     known = ", ".join(registry.names()) or "none"
     raise WeightsError(
@@ -65,53 +75,52 @@ def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> 
     )
 
 
-def create_backbone(name: str, *, weights: str | Path | None = None, trainable_layers: int | None = None,
-                    catalog: Catalog | None = None, **options: Any) -> Backbone:
+def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Catalog | None = None,
+                    **options: Any) -> Backbone:
     """Build a registered backbone, random-init or from ``weights`` (alias, local path, run dir, hub id).
 
-    ``trainable_layers=N`` freezes all but the last N layer groups (0 freezes everything); other keyword
-    options go to the plugin's factory.
+    Keyword options go to the plugin's factory after a check against its signature (unknown names get the
+    closest valid names). Which layers train is a strategy's option (``{name: full, trainable_layers: N}``).
 
     Example:
         >>> import polygraft
         >>> polygraft.create_backbone("toy", in_features=4, hidden=8).feature_dim
         8
     """
-    from polygraft.model_io import (
-        WEIGHTS_NAME,
-        backbone_options,
-        find_model_dir,
-        load_weights_into,
-        read_model_config,
-    )
+    from polygraft.model_io import find_model_dir
 
     catalog = catalog or build_catalog()
-    spec = catalog.get("backbone", name)
-    factory = spec.load_factory()
+    if "trainable_layers" in options:
+        raise ConfigError("trainable_layers is a strategy option: strategy: [{name: full, trainable_layers: "
+                          f"{options['trainable_layers']}}}] (or FullStrategy(trainable_layers=N))")
     model_dir = find_model_dir(weights) if weights is not None else None
     if model_dir is not None:
-        config = read_model_config(model_dir)
-        if config["backbone"]["name"] != name:
-            raise IncompatibleComponentsError(
-                f"{model_dir} holds a {config['backbone']['name']!r} backbone, not {name!r}"
-            )
-        build = {**backbone_options(config, model_dir), **options}
-        backbone = factory(weights=None, **build)
-        prefix = "" if config["kind"] == "backbone" else "backbone."
-        load_weights_into(backbone, model_dir / WEIGHTS_NAME, prefix=prefix)
-    else:
-        extra: dict[str, Any] = {}
-        path = None
-        if weights is not None:
-            path, extra = resolve_weights(weights, backbone=name, catalog=catalog)
-        build = {**extra, **options}
-        backbone = factory(weights=path, **build)
-    backbone.spec_name = name
+        return _backbone_from_model_dir(name, model_dir, catalog=catalog, **options)
+    path, preset = (None, {}) if weights is None else resolve_weights(weights, backbone=name, catalog=catalog)
+    build_options = {**preset, **options}
+    backbone = build(catalog, "backbone", name, build_options, where="backbone_options", weights=path)
     if not backbone.build_options:
-        backbone.build_options = dict(build)
-    if trainable_layers is not None:
-        backbone.freeze(trainable_layers)
-        backbone.requested_trainable_layers = trainable_layers
+        backbone.build_options = dict(build_options)
+    return backbone
+
+
+def _backbone_from_model_dir(name: str, model_dir: Path, *, catalog: Catalog, **options: Any) -> Backbone:
+    """A backbone rebuilt from a polygraft model directory (its saved options) with its saved weights."""
+    from polygraft.model_io import backbone_options, read_model_config, weights_file
+
+    config = read_model_config(model_dir)
+    saved = config["backbone"]["name"]
+    registry = catalog.registry("backbone")
+    if registry.get(saved) is not registry.get(name):
+        raise IncompatibleComponentsError(f"{model_dir} holds a {saved!r} backbone, not {name!r}; use backbone: {saved}")
+    built = {**backbone_options(config, model_dir), **options}
+    backbone = build(catalog, "backbone", name, built, where="backbone_options", weights=None)
+    if not backbone.build_options:
+        backbone.build_options = dict(built)
+    prefix = "" if config["kind"] == "backbone" else "backbone."
+    from polygraft.model_io import load_weights_into
+
+    load_weights_into(backbone, weights_file(model_dir), prefix=prefix)
     return backbone
 
 
@@ -151,9 +160,8 @@ def create_task(name: str, *, backbone: str | Backbone, label_names: Sequence[st
         label_names = [str(i) for i in range(num_classes)]
     elif num_classes is not None and num_classes != len(label_names):
         raise IncompatibleComponentsError(f"num_classes={num_classes} but {len(label_names)} label names given")
-    task = spec.load_factory()(backbone=backbone, label_names=list(label_names), **options)
-    task.spec_name = name
-    return task
+    return build(catalog, "task", name, options, where="task_options", backbone=backbone,
+                 label_names=list(label_names))
 
 
 def create_objective(name: str, *, backbone: str | Backbone, weights: str | Path | None = None,
@@ -161,15 +169,13 @@ def create_objective(name: str, *, backbone: str | Backbone, weights: str | Path
                      **options: Any) -> TrainingModule:
     """Build a pretraining objective around a backbone."""
     catalog = catalog or build_catalog()
-    spec = catalog.get("objective", name)
+    catalog.get("objective", name)  # unknown names fail before a backbone is built
     if isinstance(backbone, str):
         backbone = create_backbone(backbone, weights=weights, catalog=catalog, **(backbone_options or {}))
-    objective = spec.load_factory()(backbone=backbone, **options)
-    objective.spec_name = name
-    return objective
+    return build(catalog, "objective", name, options, where="objective_options", backbone=backbone)
 
 
-def load_dataset(name: str, *, catalog: Catalog | None = None, **options: Any) -> DataSource:
+def load_dataset(name: str, *, catalog: Catalog | None = None, where: str = "", **options: Any) -> DataSource:
     """Open a registered dataset (``split=...``, ``path=...`` and other options go to its factory).
 
     Example:
@@ -178,14 +184,56 @@ def load_dataset(name: str, *, catalog: Catalog | None = None, **options: Any) -
         10
     """
     catalog = catalog or build_catalog()
-    source = catalog.get("dataset", name).load_factory()(**options)
+    source = build(catalog, "dataset", name, options, where=where)
     if not source.name:
         source.name = name
     return source
 
 
 def load(path: str | Path, *, catalog: Catalog | None = None) -> Any:
-    """Rebuild a trained model from a run directory (or its ``model/``), ready to ``predict``."""
-    from polygraft.model_io import load_model
+    """Rebuild a trained model from a run directory (or its ``model/``), ready to ``predict``.
 
-    return load_model(path, catalog=catalog)
+    A task comes back in eval mode with its label names; a pretraining run comes back as its backbone. The
+    rebuilt preprocessor must describe itself exactly as the saved one did, else a :class:`WeightsError` says
+    which settings differ (a plugin that keeps fitted state outside its export options would otherwise rebuild
+    the wrong preprocessing silently).
+    """
+    from polygraft.model_io import (
+        backbone_options,
+        find_model_dir,
+        load_weights_into,
+        read_model_config,
+        weights_file,
+    )
+
+    catalog = catalog or build_catalog()
+    model_dir = find_model_dir(path)
+    if model_dir is None:
+        raise WeightsError(f"{path}: no polygraft.json here or in {Path(path) / 'model'}; is it a polygraft run?")
+    config = read_model_config(model_dir)
+    if config["kind"] == "backbone":
+        model: Any = create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
+        backbone = model
+    else:
+        backbone = build(catalog, "backbone", config["backbone"]["name"], backbone_options(config, model_dir),
+                         where=f"{model_dir}/polygraft.json", weights=None)
+        model = build(catalog, "task", config["task"], config.get("options", {}), where=f"{model_dir}/polygraft.json",
+                      backbone=backbone, label_names=config["label_names"])
+        load_weights_into(model, weights_file(model_dir))
+    _check_preprocessing(backbone, config.get("preprocessing"), model_dir)
+    model.eval()
+    return model
+
+
+def _check_preprocessing(backbone: Backbone, saved: Any, model_dir: Path) -> None:
+    import json
+
+    rebuilt = json.loads(json.dumps(backbone.preprocessor.describe(), default=str))
+    if saved is not None and rebuilt != saved:
+        changed = sorted(k for k in set(saved) | set(rebuilt) if saved.get(k) != rebuilt.get(k))
+        details = "; ".join(f"{k}: saved {saved.get(k)!r}, rebuilt {rebuilt.get(k)!r}" for k in changed[:5])
+        raise WeightsError(
+            f"{model_dir}: the rebuilt preprocessing differs from the one the model was trained with ({details}). "
+            "The backbone's export() must return every option (or write every file) its preprocessor needs, "
+            "fitted state included; see docs/writing-plugins.md"
+        )

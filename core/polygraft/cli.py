@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from polygraft import __version__
 from polygraft.cli_run import add_commands as add_training_commands
 from polygraft.errors import PolygraftError
-from polygraft.specs import KIND_PLURALS, MODALITIES
+from polygraft.specs import KIND_PLURALS
 
 LIST_KINDS = [plural for kind, plural in KIND_PLURALS.items()]
 
@@ -43,19 +43,28 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     print(_table(rows, ["plugin", "distribution", "version", "status", "components"]))
     for info in infos:
         if info["status"] == "failed":
-            print(f"\n{info['distribution']} failed to load: {info['error']}", file=sys.stderr)
+            print(f"\n{info['distribution']} (entry point {info['name']!r}) failed to load: {info['error']}",
+                  file=sys.stderr)
+        for note in info["notes"]:
+            print(f"note: {info['distribution']} ({info['name']}): {note}", file=sys.stderr)
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from polygraft.api import list_components
+    from polygraft.plugins import build_catalog
 
-    rows = list_components(args.kind, modality=args.modality)
+    catalog = build_catalog()
+    rows = list_components(args.kind, modality=args.modality, catalog=catalog)
+    failed = [f"{info.distribution} ({info.name})" for info in catalog.failed_plugins()]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    table = [[r["name"], r["modality"], r["plugin"], r["description"]] for r in rows]
-    print(_table(table, ["name", "modality", "plugin", "description"]) if table else f"no {args.kind} registered")
+    else:
+        table = [[r["name"], r["modality"], r["plugin"], r["description"]] for r in rows]
+        print(_table(table, ["name", "modality", "plugin", "description"]) if table else f"no {args.kind} registered")
+    if failed:
+        print(f"note: {len(failed)} plugin(s) failed to load and may be missing here: {', '.join(failed)}; "
+              "see `polygraft plugins`", file=sys.stderr)
     return 0
 
 
@@ -73,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered components of one kind")
     p.add_argument("kind", choices=LIST_KINDS)
-    p.add_argument("--modality", choices=[m for m in MODALITIES if m != "any"], help="only this modality")
+    p.add_argument("--modality", metavar="NAME", help="only this modality (text, vision, speech, or one a plugin "
+                   "declares; see `polygraft list modalities`)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 

@@ -1,4 +1,4 @@
-"""``polygraft finetune | pretrain | evaluate | predict``: argument parsing here, work in recipes/api.
+"""``polygraft finetune | pretrain | evaluate | predict``: argument parsing here, work in recipe/api.
 
 Heavy libraries are imported inside the handlers, so ``polygraft --help`` stays fast.
 """
@@ -15,6 +15,12 @@ def _print_metrics(metrics: dict[str, Any], as_json: bool, extra: dict[str, Any]
         print(json.dumps({**(extra or {}), "metrics": metrics}, indent=2))
         return
     for key, value in (extra or {}).items():
+        if key == "skipped":
+            for split, report in value.items():
+                if report.get("total"):
+                    reasons = ", ".join(f"{r} ({row['count']})" for r, row in report["reasons"].items())
+                    print(f"skipped in {split}: {report['total']} — {reasons}")
+            continue
         print(f"{key}: {value}")
     for key in sorted(metrics):
         value = metrics[key]
@@ -22,42 +28,46 @@ def _print_metrics(metrics: dict[str, Any], as_json: bool, extra: dict[str, Any]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from polygraft.config import RunConfig
     from polygraft.errors import ConfigError
-    from polygraft.recipes import run_recipe
+    from polygraft.recipe import Recipe, run_recipe
 
-    config = RunConfig.from_yaml(args.recipe, args.overrides)
+    recipe = Recipe.from_yaml(args.recipe, args.overrides)
     wanted = "task" if args.command == "finetune" else "objective"
-    if getattr(config, wanted) is None:
+    if getattr(recipe, wanted) is None:
         other = "pretrain" if args.command == "finetune" else "finetune"
         raise ConfigError(f"{args.recipe} has no {wanted!r}; run it with `polygraft {other}`")
     if args.json:
-        config.trainer.progress = False
-    result = run_recipe(config)
-    _print_metrics(result.metrics, args.json, {"run_dir": str(result.run_dir), "stopped": result.stop_reason})
+        recipe.trainer.progress = False
+    result = run_recipe(recipe)
+    _print_metrics(result.metrics, args.json, {"run_dir": str(result.run_dir), "stopped": result.stop_reason,
+                                               "skipped": result.skipped})
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import polygraft
-    from polygraft.config import RunConfig
-    from polygraft.recipes import load_split
+    from polygraft.errors import ConfigError, DataError
+    from polygraft.recipe import Recipe, load_split, report_skips
     from polygraft.run import RunDirectory
     from polygraft.training.trainer import Trainer
 
-    run = RunDirectory(args.run_dir)
-    config = RunConfig.from_dict(_read_yaml(run.path / "config.yaml"), overrides=args.overrides)
+    run = RunDirectory(args.run_dir, enabled=False)
+    recipe = Recipe.from_dict(run.read_config(), overrides=args.overrides, where=str(run.config_file))
     catalog = polygraft.build_catalog()
-    split = args.split or ("test" if "test" in config.data else "val")
-    data = load_split(config, split, catalog)
+    split = args.split or ("test" if "test" in recipe.data else "val")
+    data = load_split(recipe, split, catalog)
     if data is None:
-        from polygraft.errors import ConfigError
-
         raise ConfigError(f"the recipe of {run.path} has no data.{split}; pass --split or data.{split}.dataset=...")
+    report_skips(split, data)
     module = polygraft.load(run.path, catalog=catalog)
-    config.trainer.progress = False
-    metrics = Trainer(config.trainer).evaluate(module, data, prefix=split)
-    _print_metrics(metrics, args.json, {"run_dir": str(run.path), "split": split})
+    unknown = module.unknown_labels(data)
+    if unknown:
+        raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
+                        f"{module.label_names}")
+    recipe.trainer.progress = False
+    metrics = Trainer(recipe.trainer).evaluate(module, data, prefix=split)
+    _print_metrics(metrics, args.json, {"run_dir": str(run.path), "split": split,
+                                        "skipped": {split: data.skip_report()}})
     return 0
 
 
@@ -75,12 +85,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         prediction = task.predict(move_to_device(batch, next(task.parameters()).device))[0]
         results.append({"input": value, **prediction})
         if args.draw:
-            draw = getattr(task, "draw_predictions", None)
-            if draw is None:
-                from polygraft.errors import ConfigError
-
-                raise ConfigError(f"task {task.spec_name!r} cannot draw its predictions; drop --draw")
-            draw(example, prediction, args.draw)
+            task.draw_predictions(example, prediction, args.draw)
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
@@ -95,17 +100,6 @@ def _human(result: dict[str, Any]) -> str:
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
     return json.dumps(result)
-
-
-def _read_yaml(path: Any) -> dict[str, Any]:
-    import yaml
-
-    from polygraft.errors import ConfigError
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: not a polygraft run directory ({exc})") from exc
 
 
 def add_commands(sub: Any) -> None:
@@ -127,7 +121,8 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths")
     p.add_argument("run_dir")
-    p.add_argument("inputs", nargs="+", help="a text, or a path to an image or audio file")
+    p.add_argument("inputs", nargs="+", help="inputs as the model's preprocessor reads them (Preprocessor.read_input): "
+                   "a text, an image or audio file path, a JSON vector...")
     p.add_argument("--json", action="store_true")
     p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
     p.set_defaults(func=cmd_predict)

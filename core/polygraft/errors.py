@@ -42,6 +42,10 @@ class WeightsError(PolygraftError):
     """Weights could not be resolved or loaded."""
 
 
+class AssetError(PolygraftError):
+    """A file polygraft needs from a package, the cache or the network is not available; says how to get it."""
+
+
 class TrainingError(PolygraftError):
     """Training cannot go on (non-finite loss, empty data, mismatched resume...)."""
 

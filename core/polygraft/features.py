@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 Batch = dict[str, Any]
-"""A collated batch: backbone inputs (``input_ids``, ``pixel_values``...) plus targets (``labels``...)."""
+"""A collated batch: ``inputs`` (what the backbone reads: ``input_ids``, ``pixel_values``...), targets
+(``labels``...) and ``meta`` (bookkeeping the model does not read: ``index``, ``truncated``, ``word_ids``...)."""
 
 
 @dataclass
@@ -78,10 +79,3 @@ def batch_size_of(batch: Mapping[str, Any]) -> int:
             except ValueError:
                 continue
     raise ValueError("cannot tell the batch size: the batch holds no tensor or list")
-
-
-def truncated_in(batch: Mapping[str, Any]) -> torch.Tensor | None:
-    """The ``(B,)`` flags of inputs cut at the model's length limit (``batch["inputs"]["truncated"]``), or ``None``
-    when the preprocessing does not truncate (images)."""
-    inputs = batch.get("inputs")
-    return inputs.get("truncated") if isinstance(inputs, Mapping) else None

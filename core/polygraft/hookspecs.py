@@ -71,6 +71,12 @@ def polygraft_register_callbacks(register: Register) -> None:
     """Register :class:`~polygraft.specs.CallbackSpec` objects (trainer callbacks recipes can name)."""
 
 
+@hookspec
+def polygraft_register_modalities(register: Register) -> None:
+    """Register :class:`~polygraft.specs.ModalitySpec` objects: kinds of input other plugins' components may name
+    as their ``modality`` (core declares text, vision, speech and any)."""
+
+
 # hook name -> component kind it collects
 COLLECTING_HOOKS: dict[str, str] = {
     "polygraft_register_backbones": "backbone",
@@ -80,4 +86,5 @@ COLLECTING_HOOKS: dict[str, str] = {
     "polygraft_register_strategies": "strategy",
     "polygraft_register_weights": "weights",
     "polygraft_register_callbacks": "callback",
+    "polygraft_register_modalities": "modality",
 }

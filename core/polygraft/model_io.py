@@ -1,16 +1,19 @@
-"""Saving and rebuilding models: ``model/`` = safetensors weights + ``polygraft.json`` (how to rebuild).
+"""The ``model/`` format: ``model.safetensors`` (weights) + ``polygraft.json`` (how to rebuild). Reading and writing
+only; :func:`polygraft.load` rebuilds models from it.
 
-The JSON names the registered backbone and task with the options that rebuild their architecture, the label
-names, and the preprocessing. Assets a backbone writes (a Hugging Face config, a tokenizer) sit beside it and
-are referenced by relative paths, so a model directory can be moved or copied freely.
+``polygraft.json`` names the registered backbone and task with the options that rebuild their architecture, the
+label names, and the preprocessing's description. Assets a backbone writes (a Hugging Face config, a tokenizer)
+sit beside it under ``backbone/`` and are referenced by relative paths, so a model directory can be moved freely.
+Anything that does not look like that format (a pickle in place of the safetensors file, a truncated file, a JSON
+without its keys) is refused with a :class:`~polygraft.errors.WeightsError` naming the file; nothing is unpickled.
 
 Example:
-    >>> import tempfile, polygraft
-    >>> from polygraft.model_io import save_model, load_model
+    >>> import json, tempfile, polygraft
+    >>> from polygraft.model_io import save_model, read_model_config
     >>> task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
     ...                              backbone_options={"in_features": 2})
     >>> directory = save_model(task, tempfile.mkdtemp())
-    >>> load_model(directory).label_names
+    >>> read_model_config(directory)["label_names"]
     ['a', 'b']
 """
 
@@ -27,18 +30,18 @@ if TYPE_CHECKING:
     from torch import nn
 
     from polygraft.interfaces import Backbone, TrainingModule
-    from polygraft.plugins import Catalog
 
 CONFIG_NAME = "polygraft.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+KINDS = ("task", "backbone")
 
 
 def backbone_config(backbone: Backbone, directory: Path) -> dict[str, Any]:
     """Export the backbone's rebuild assets under ``directory/backbone`` and describe it."""
     asset_dir = Path(directory) / "backbone"
     asset_dir.mkdir(parents=True, exist_ok=True)
-    options = backbone.export(asset_dir)
+    options = dict(backbone.export(asset_dir))
     relative = []
     for key, value in list(options.items()):
         if isinstance(value, str | Path) and _is_inside(Path(value), Path(directory)):
@@ -46,9 +49,14 @@ def backbone_config(backbone: Backbone, directory: Path) -> dict[str, Any]:
             relative.append(key)
     if not any(asset_dir.iterdir()):
         asset_dir.rmdir()
+    try:
+        json.dumps(options)
+    except TypeError as exc:
+        raise WeightsError(f"backbone {backbone.spec_name!r}: export() must return JSON-serialisable options ({exc}); "
+                           "write tensors or objects into the export directory and return their paths") from exc
     return {
         "backbone": {"name": backbone.spec_name, "options": options, "relative_paths": relative},
-        "preprocessing": backbone.preprocessor.describe(),
+        "preprocessing": json.loads(json.dumps(backbone.preprocessor.describe(), default=str)),
     }
 
 
@@ -66,7 +74,8 @@ def save_model(module: TrainingModule, directory: str | Path) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"format_version": FORMAT_VERSION, **module.export(directory)}
+    section = module.export(directory)
+    config = {"format_version": FORMAT_VERSION, **section, **backbone_config(module.backbone, directory)}
     target = module.backbone if config.get("kind") == "backbone" else module
     save_safetensors(target, str(directory / WEIGHTS_NAME))
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -82,34 +91,70 @@ def find_model_dir(path: str | Path) -> Path | None:
     return None
 
 
-def read_model_config(model_dir: Path) -> dict[str, Any]:
+def read_model_config(model_dir: str | Path) -> dict[str, Any]:
+    """``polygraft.json``, checked for the keys a rebuild needs."""
+    file = Path(model_dir) / CONFIG_NAME
     try:
-        config = json.loads((model_dir / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"{model_dir / CONFIG_NAME}: cannot read the model description: {exc}") from exc
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{file}: cannot read the model description ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{file}: expected a JSON object describing the model")
     if config.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(f"{model_dir}: unsupported model format {config.get('format_version')!r}")
+        raise WeightsError(f"{file}: unsupported model format {config.get('format_version')!r} "
+                           f"(this polygraft reads format {FORMAT_VERSION})")
+    if config.get("kind") not in KINDS:
+        raise WeightsError(f"{file}: 'kind' must be one of {KINDS}, got {config.get('kind')!r}; the file is damaged "
+                           "or was not written by polygraft")
+    backbone = config.get("backbone")
+    if not isinstance(backbone, dict) or not isinstance(backbone.get("name"), str) \
+            or not isinstance(backbone.get("options", {}), dict):
+        raise WeightsError(f"{file}: 'backbone' must hold the backbone's 'name' and 'options'")
+    if config["kind"] == "task" and (not isinstance(config.get("task"), str)
+                                     or not isinstance(config.get("label_names"), list)):
+        raise WeightsError(f"{file}: a task model needs 'task' and 'label_names'")
     return config
 
 
 def backbone_options(config: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     """The saved backbone options with relative asset paths made absolute again."""
     section = config["backbone"]
-    options = dict(section["options"])
+    options = dict(section.get("options", {}))
     for key in section.get("relative_paths", []):
-        options[key] = str((model_dir / options[key]).resolve())
+        options[key] = str((Path(model_dir) / options[key]).resolve())
     return options
 
 
-def load_weights_into(module: nn.Module, weights_file: Path, *, prefix: str = "") -> None:
-    """Load safetensors weights strictly (only keys under ``prefix`` when given)."""
+def weights_file(model_dir: str | Path) -> Path:
+    """The model directory's ``model.safetensors``, or a WeightsError saying it is missing."""
+    file = Path(model_dir) / WEIGHTS_NAME
+    if not file.is_file():
+        raise WeightsError(f"{file} is missing: the model directory holds its description but not its weights; "
+                           "copy the whole model/ folder, or train again")
+    return file
+
+
+def read_safetensors(file: str | Path) -> dict[str, Any]:
+    """Tensors of a safetensors file; anything else (a pickle, a truncated file) is a WeightsError."""
     from safetensors.torch import load_file
 
-    state = load_file(str(weights_file))
+    try:
+        return load_file(str(file))
+    except FileNotFoundError:
+        raise WeightsError(f"{file} does not exist") from None
+    except Exception as exc:  # SafetensorError: a pickle, a truncated or damaged header
+        raise WeightsError(f"{file}: not a valid safetensors file ({type(exc).__name__}: {exc}); it is damaged, "
+                           "truncated or in another format. polygraft loads weights only from safetensors (or "
+                           "weights-only torch files) and never unpickles them.") from None
+
+
+def load_weights_into(module: nn.Module, file: Path, *, prefix: str = "") -> None:
+    """Load safetensors weights strictly (only keys under ``prefix`` when given)."""
+    state = read_safetensors(file)
     if prefix:
         state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
         if not state:
-            raise WeightsError(f"{weights_file}: no tensors under {prefix!r}")
+            raise WeightsError(f"{file}: no tensors under {prefix!r}")
     own = module.state_dict()
     # tied weights are stored once by safetensors; fill the aliases from their twin
     for key in own:
@@ -119,10 +164,11 @@ def load_weights_into(module: nn.Module, weights_file: Path, *, prefix: str = ""
                 state[key] = state[twin]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
         raise WeightsError(
-            f"{weights_file} does not match the rebuilt model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            " — was it saved by a different polygraft recipe?"
+            f"{file} does not match the rebuilt model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"wrong shapes {wrong[:5]} — was it saved by a different polygraft recipe?"
         )
     module.load_state_dict(state, strict=True)
 
@@ -136,23 +182,3 @@ def _tied_twin(module: nn.Module, key: str) -> str | None:
         if name != key and param is target:
             return name
     return None
-
-
-def load_model(path: str | Path, *, catalog: Catalog | None = None) -> Any:
-    """Rebuild a saved task (ready to ``predict``) or backbone from a run or model directory."""
-    from polygraft.api import create_backbone, create_task
-
-    model_dir = find_model_dir(path)
-    if model_dir is None:
-        raise WeightsError(f"{path}: no {CONFIG_NAME} here or in {Path(path) / 'model'}; is it a polygraft run?")
-    config = read_model_config(model_dir)
-    if config["kind"] == "backbone":
-        return create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
-    backbone = create_backbone(
-        config["backbone"]["name"], catalog=catalog, **backbone_options(config, model_dir)
-    )
-    task = create_task(config["task"], backbone=backbone, label_names=config["label_names"],
-                       catalog=catalog, **config.get("options", {}))
-    load_weights_into(task, model_dir / WEIGHTS_NAME)
-    task.eval()
-    return task

@@ -3,6 +3,10 @@
 :func:`build_catalog` creates a fresh pluggy manager (never a module global), registers the builtin plugin,
 loads every entry point of the ``polygraft`` group, and collects each plugin's specs into strict registries.
 A plugin that fails to import or register is recorded with its distribution and error; the rest still work.
+Plugins load in a fixed order (core, the first-party plugins, then the rest by entry-point name), but no result
+depends on it: when two plugins claim one name the registry's precedence rule decides (see
+:mod:`polygraft.registry`), and the losing claim stays reachable as ``owner:name``. A hook implementation whose
+name is not a polygraft hook (a typo such as ``polygraft_register_backbone``) fails its plugin loudly.
 
 Environment:
     ``POLYGRAFT_DISABLE_PLUGINS=a,b``  skip plugins by entry-point or distribution name.
@@ -28,13 +32,15 @@ from typing import Any
 import pluggy
 
 from polygraft import hookspecs
-from polygraft.errors import PolygraftError
+from polygraft.errors import PluginError, PolygraftError
+from polygraft.options import closest
 from polygraft.registry import Registry
 from polygraft.specs import SPEC_TYPES, ComponentSpec
 
 ENTRY_POINT_GROUP = "polygraft"
 BUILTIN_PLUGIN = "polygraft.builtin.plugin"
 CORE_DISTRIBUTION = "polygraft"
+FIRST_PARTY = frozenset({CORE_DISTRIBUTION, "polygraft-text", "polygraft-vision", "polygraft-speech"})
 
 
 @dataclass
@@ -47,6 +53,7 @@ class PluginInfo:
     status: str = "ok"  # ok | failed | disabled
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # contested names, nothing registered...
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +63,7 @@ class PluginInfo:
             "status": self.status,
             "error": self.error,
             "counts": dict(self.counts),
+            "notes": list(self.notes),
         }
 
 
@@ -76,12 +84,28 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def check_hook_names(module: object, pm: pluggy.PluginManager) -> None:
+    """Fail loudly on ``polygraft_*`` functions that are no polygraft hook or lack ``@hookimpl``."""
+    known = list(hookspecs.COLLECTING_HOOKS)
+    for attribute in dir(module):
+        if not attribute.startswith("polygraft_") or not callable(getattr(module, attribute, None)):
+            continue
+        marked = pm.parse_hookimpl_opts(module, attribute) is not None
+        if attribute not in known:
+            near = closest(attribute, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; hooks are {', '.join(known)}"
+            raise PluginError(f"{attribute!r} is not a polygraft hook{hint}")
+        if not marked:
+            raise PluginError(f"{attribute!r} is not marked with @polygraft.hookimpl, so it would never be called")
+
+
 class Catalog:
     """The plugin manager, the registries it filled and what happened to each plugin."""
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
-        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in SPEC_TYPES}
+        self.registries: dict[str, Registry] = {kind: Registry(kind, first_party=FIRST_PARTY)
+                                                for kind in SPEC_TYPES}
         self.plugins: list[PluginInfo] = []
 
     def registry(self, kind: str) -> Registry:
@@ -97,7 +121,9 @@ class Catalog:
         info = PluginInfo(name=name, distribution=distribution, version=version)
         self.plugins.append(info)
         try:
+            check_hook_names(module, self.pm)
             self.pm.register(module, name=name)
+            self.pm.check_pending()
             staged = self._collect(name)
             self._commit(staged, owner=distribution)
         except Exception as exc:  # one broken plugin must not brick the host
@@ -107,6 +133,8 @@ class Catalog:
             return info
         for _, spec, _ in staged:
             info.counts[spec.kind] = info.counts.get(spec.kind, 0) + 1
+        if not staged:
+            info.notes.append("registered nothing (check the hook names and that each calls register)")
         return info
 
     def add_failed(self, *, name: str, distribution: str, version: str, error: BaseException) -> None:
@@ -118,7 +146,7 @@ class Catalog:
         info.status = "failed"
         info.error = f"{type(exc).__name__}: {exc}"
         for registry in self.registries.values():
-            registry.unavailable_plugins[info.distribution] = info.error
+            registry.unavailable_plugins[f"{info.distribution} ({info.name})"] = info.error
 
     def _collect(self, plugin_name: str) -> list[tuple[str, ComponentSpec, bool]]:
         staged: list[tuple[str, ComponentSpec, bool]] = []
@@ -135,15 +163,45 @@ class Catalog:
         return staged
 
     def _commit(self, staged: Sequence[tuple[str, ComponentSpec, bool]], *, owner: str) -> None:
-        done: list[tuple[str, str]] = []
         try:
             for kind, spec, replace in staged:
                 self.registries[kind].register(spec, owner=owner, replace=replace)
-                done.append((kind, spec.name))
         except PolygraftError:
-            for kind, spec_name in done:  # all or nothing per plugin
-                self.registries[kind].unregister(spec_name)
+            for registry in self.registries.values():  # all or nothing per plugin
+                registry.unregister_owner(owner)
             raise
+
+    def note_contested(self) -> None:
+        """Tell each plugin involved in a name clash who else claims the name and how to pick one."""
+        by_distribution = {info.distribution: info for info in self.plugins if info.status == "ok"}
+        for kind, registry in self.registries.items():
+            for name, claims in registry.contested().items():
+                try:
+                    winner = registry.entry(name).owner
+                    outcome = f"'{name}' means {winner}'s"
+                except PolygraftError:
+                    outcome = f"'{name}' alone is ambiguous"
+                qualified = ", ".join(claim.qualified_name for claim in claims)
+                for claim in claims:
+                    info = by_distribution.get(claim.owner)
+                    if info is not None:
+                        info.notes.append(f"{kind} {name!r} is also claimed by "
+                                          f"{', '.join(c.owner for c in claims if c.owner != claim.owner)}; "
+                                          f"{outcome}; pick one explicitly with {qualified}")
+
+    def note_undeclared_modalities(self) -> None:
+        """A component naming a modality no installed plugin declares gets a note on its plugin."""
+        declared = set(self.registries["modality"].names())
+        by_distribution = {info.distribution: info for info in self.plugins if info.status == "ok"}
+        for kind, registry in self.registries.items():
+            for entry in registry.all_entries():
+                info = by_distribution.get(entry.owner)
+                if kind != "modality" and entry.spec.modality not in declared and info is not None:
+                    info.notes.append(f"{kind} {entry.spec.name!r} names modality {entry.spec.modality!r}, which no "
+                                      "installed plugin declares (register it with polygraft_register_modalities)")
+
+    def failed_plugins(self) -> list[PluginInfo]:
+        return [info for info in self.plugins if info.status == "failed"]
 
 
 def _entry_point_distribution(ep: EntryPoint) -> tuple[str, str]:
@@ -151,6 +209,11 @@ def _entry_point_distribution(ep: EntryPoint) -> tuple[str, str]:
     if dist is None:
         return ep.name, "unknown"
     return dist.metadata["Name"] or ep.name, dist.version
+
+
+def _load_order(ep: EntryPoint) -> tuple[int, str]:
+    distribution, _ = _entry_point_distribution(ep)
+    return (0 if distribution in FIRST_PARTY else 1, ep.name)
 
 
 def build_catalog(
@@ -164,7 +227,8 @@ def build_catalog(
     Args:
         autoload: load ``polygraft`` entry points; default: unless POLYGRAFT_DISABLE_PLUGIN_AUTOLOAD is set.
         disabled: plugin or distribution names to skip; default: POLYGRAFT_DISABLE_PLUGINS.
-        plugins: extra ``(name, module_or_object)`` plugins to register (tests, embedding applications).
+        plugins: extra ``(name, module_or_object)`` plugins to register (tests, embedding applications); the
+            distribution is the name, or ``(name, module, distribution)`` to say which.
     """
     if autoload is None:
         autoload = os.environ.get("POLYGRAFT_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
@@ -173,7 +237,7 @@ def build_catalog(
     builtin = importlib.import_module(BUILTIN_PLUGIN)
     catalog.add_plugin(builtin, name="polygraft", distribution=CORE_DISTRIBUTION, version=_core_version())
     if autoload:
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
             distribution, version = _entry_point_distribution(ep)
             if ep.name in skip or distribution in skip:
                 catalog.plugins.append(PluginInfo(ep.name, distribution, version, status="disabled"))
@@ -184,6 +248,10 @@ def build_catalog(
                 catalog.add_failed(name=ep.name, distribution=distribution, version=version, error=exc)
                 continue
             catalog.add_plugin(module, name=ep.name, distribution=distribution, version=version)
-    for name, module in plugins:
-        catalog.add_plugin(module, name=name, distribution=name, version="local")
+    for item in plugins:
+        name, module, *rest = item  # type: ignore[misc]
+        distribution = rest[0] if rest else name
+        catalog.add_plugin(module, name=name, distribution=distribution, version="local")
+    catalog.note_contested()
+    catalog.note_undeclared_modalities()
     return catalog

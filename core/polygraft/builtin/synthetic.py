@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from polygraft.errors import ConfigError
 from polygraft.interfaces.datasource import DataSource
 
 
@@ -19,10 +20,11 @@ class SyntheticClassification(DataSource):
     """``size`` examples ``{"x": [...], "label": "class_k"}``; ``sequence_length`` > 0 makes sequences.
 
     ``seed`` fixes the problem (the class centres); ``split`` draws different examples of the same problem,
-    so ``split="train"`` and ``split="test"`` with one seed are a proper train/test pair.
+    so ``split="train"`` and ``split="test"`` with one seed are a proper train/test pair (``all`` is one more
+draw of the same problem: generated data has no finite pool to take "all" of).
     """
 
-    SPLITS = ("train", "val", "test")
+    SPLITS = ("train", "val", "test", "all")
 
     def __init__(self, *, size: int = 256, num_classes: int = 3, in_features: int = 8, noise: float = 0.5,
                  sequence_length: int = 0, seed: int = 0, split: str = "train") -> None:
@@ -35,7 +37,7 @@ class SyntheticClassification(DataSource):
         self.sequence_length = sequence_length
         self.seed = seed
         if split not in self.SPLITS:
-            raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
+            raise ConfigError(f"synthetic-classification: split must be one of {self.SPLITS}, got {split!r}")
         self.split_name = split
         self.label_names = [f"class_{k}" for k in range(num_classes)]
         rng = random.Random(seed)
@@ -54,8 +56,3 @@ class SyntheticClassification(DataSource):
 
         x: Any = [vector() for _ in range(rng.randint(1, self.sequence_length))] if self.sequence_length else vector()
         return {"x": x, "label": self.label_names[label]}
-
-
-def create_synthetic_classification(**options: Any) -> SyntheticClassification:
-    """Factory registered as dataset ``synthetic-classification``."""
-    return SyntheticClassification(**options)

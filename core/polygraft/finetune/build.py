@@ -10,78 +10,36 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from polygraft.components import build, parse_entries
 from polygraft.errors import ConfigError
 
 if TYPE_CHECKING:
-    from polygraft.finetune.base import FinetuneStrategy
+    from polygraft.finetune.strategy import FinetuneStrategy
     from polygraft.plugins import Catalog
 
 
-def _parse(item: str | Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]]:
-    if isinstance(item, str):
-        return item, {}
-    if isinstance(item, Mapping):
-        options = dict(item)
-        name = options.pop("name", None)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(
-                f"strategy[{index}] = {dict(item)!r} has no 'name'; write e.g. {{name: ema, decay: 0.999}}"
-            )
-        return name, options
-    raise ConfigError(
-        f"strategy[{index}] must be a name or a mapping with a 'name' key, got {type(item).__name__}: {item!r}"
-    )
-
-
-def _accepted_options(spec: Any, factory: Any) -> str:
-    documented = spec.metadata.get("options")
-    if isinstance(documented, Mapping) and documented:
-        return ", ".join(documented)
-    try:
-        params = [p.name for p in inspect.signature(factory).parameters.values() if p.kind == p.KEYWORD_ONLY]
-    except (TypeError, ValueError):
-        params = []
-    return ", ".join(params) or "see the strategy's documentation"
-
-
-def build_strategies(items: Sequence[str | Mapping[str, Any]] | str | None,
+def build_strategies(items: Sequence[str | Mapping[str, Any]] | str | Mapping[str, Any] | None,
                      catalog: Catalog | None = None) -> list[FinetuneStrategy]:
     """Create the strategies a recipe names, in application order, rejecting combinations that make no sense.
 
-    ``items`` entries are names (``"ema"``) or mappings with ``name`` plus options (``{"name": "ema",
-    "decay": 0.999}``). Unknown names raise the registry's :class:`~polygraft.errors.UnknownComponentError`;
-    bad options, duplicates and conflicting pairs (``full`` + ``linear-probe``...) raise
-    :class:`~polygraft.errors.ConfigError`. The result is sorted by each strategy's ``order`` (ties keep the
-    recipe's order): EMA first (it must finalize before LoRA merges), then full / linear-probe / LoRA (freeze
-    before injecting adapters), gradual-unfreeze, and LLRD last.
+    ``items`` entries are names (``"ema"``, or an alias such as ``"llrd"``) or mappings with ``name`` plus
+    options (``{"name": "full", "trainable_layers": 2}``). Unknown names raise the registry's
+    :class:`~polygraft.errors.UnknownComponentError`; bad options, duplicates and conflicting pairs (``full`` +
+    ``linear-probe``...) raise :class:`~polygraft.errors.ConfigError`. The result is sorted by each strategy's
+    ``order`` (ties keep the recipe's order): EMA first (it must finalize before LoRA merges), then full /
+    linear-probe / LoRA (freeze before injecting adapters), gradual-unfreeze, and LLRD last.
     """
-    if items is None:
-        return []
-    if isinstance(items, str | Mapping):
-        items = [items]
     if catalog is None:
         from polygraft.plugins import build_catalog
 
         catalog = build_catalog()
-    registry = catalog.registry("strategy")
     strategies: list[FinetuneStrategy] = []
-    for index, item in enumerate(items):
-        name, options = _parse(item, index)
-        spec = registry.get(name)  # UnknownComponentError with suggestions
-        factory = spec.load_factory()
-        try:
-            strategy = factory(**options)
-        except TypeError as exc:
-            raise ConfigError(
-                f"strategy {name!r}: invalid options {sorted(options)} ({exc}). "
-                f"Accepted options: {_accepted_options(spec, factory)}."
-            ) from exc
-        if not getattr(strategy, "name", ""):
-            strategy.name = name
+    for index, (name, options) in enumerate(parse_entries(items, where="strategy")):
+        strategy = build(catalog, "strategy", name, options, where=f"strategy[{index}]")
+        strategy.name = catalog.get("strategy", name).name
         strategies.append(strategy)
     _check_combination(strategies)
     return sorted(strategies, key=lambda s: getattr(s, "order", 50))

@@ -8,8 +8,8 @@ The EMA weights are swapped into the module for each validation (and swapped bac
 copies them into the module before it is saved.
 
 Example:
-    >>> from polygraft.finetune.ema import create_ema
-    >>> create_ema(decay=0.99).callbacks()[0].decay
+    >>> from polygraft.finetune.ema import EMAStrategy
+    >>> EMAStrategy(decay=0.99).callbacks()[0].decay
     0.99
 """
 
@@ -22,7 +22,7 @@ from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from polygraft.errors import ConfigError, TrainingError
-from polygraft.finetune.base import FinetuneStrategy
+from polygraft.finetune.strategy import FinetuneStrategy
 from polygraft.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ class EMACallback(Callback):
         self.warmup = warmup
         self.averaged: dict[str, torch.Tensor] | None = None
         self.num_updates = 0
-        self.last_step = -1
         self._backup: dict[str, torch.Tensor] | None = None
         self._pending: dict[str, Any] | None = None
         self.finalized = False  # set once the EMA weights were copied into the module for good
@@ -105,14 +104,9 @@ class EMACallback(Callback):
     def on_fit_start(self, trainer: Any) -> None:
         if self.averaged is None:
             self.start(trainer.module)
-        self.last_step = max(self.last_step, int(trainer.state.global_step))
 
-    def on_train_batch_end(self, trainer: Any, step: int, loss: float) -> None:
-        global_step = int(trainer.state.global_step)
-        if global_step <= self.last_step:
-            return  # no optimizer step since the last update (gradient accumulation)
-        self.last_step = global_step
-        if global_step % self.update_every == 0:
+    def on_train_step_end(self, trainer: Any, step: int, loss: Any, batch: Any, output: Any) -> None:
+        if step % self.update_every == 0:  # once per optimizer step, whatever the gradient accumulation
             self.update(trainer.module)
 
     @torch.no_grad()
@@ -132,24 +126,18 @@ class EMACallback(Callback):
 
     # -- resume ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "num_updates": self.num_updates,
-            "last_step": self.last_step,
-            "averaged": dict(self.averaged or {}),
-        }
+        return {"num_updates": self.num_updates, "averaged": dict(self.averaged or {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.averaged is None and state.get("averaged"):
             self._pending = state  # applied when the averaged copy is allocated in on_fit_start
             self.num_updates = int(state["num_updates"])
-            self.last_step = int(state["last_step"])
             return
         self._restore(state)
 
     @torch.no_grad()
     def _restore(self, state: dict[str, Any]) -> None:
         self.num_updates = int(state["num_updates"])
-        self.last_step = int(state["last_step"])
         saved = state.get("averaged") or {}
         if self.averaged is not None and saved:
             if set(saved) != set(self.averaged):
@@ -186,8 +174,3 @@ class EMAStrategy(FinetuneStrategy):
     def finalize(self, module: TrainingModule) -> None:
         self.callback.copy_to(module)
         self.callback.finalized = True
-
-
-def create_ema(**options: Any) -> EMAStrategy:
-    """Factory registered as strategy ``ema``."""
-    return EMAStrategy(**options)

@@ -5,9 +5,9 @@ simply get no gradient), so a group unfrozen later by ``gradual-unfreeze`` start
 
 Example:
     >>> import polygraft
-    >>> from polygraft.finetune.freezing import create_linear_probe
+    >>> from polygraft.finetune.freezing import LinearProbeStrategy
     >>> task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"])
-    >>> create_linear_probe().setup(task)
+    >>> LinearProbeStrategy().setup(task)
     >>> any(p.requires_grad for p in task.backbone.parameters()), all(p.requires_grad for p in task.head.parameters())
     (False, True)
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from polygraft.errors import ConfigError
-from polygraft.finetune.base import FinetuneStrategy
+from polygraft.finetune.strategy import FinetuneStrategy
 from polygraft.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -40,25 +40,31 @@ def enable_adapters(module: nn.Module) -> int:
     return count
 
 
-def _notify(trainer: Any) -> None:
-    hook = getattr(trainer, "on_trainable_changed", None)
-    if callable(hook):
-        hook()
-
-
 class FullStrategy(FinetuneStrategy):
-    """Every parameter trains (the default when a recipe names no strategy), except backbone layer groups the
-    recipe froze itself with ``backbone_options.trainable_layers``."""
+    """Every parameter trains (the default when a recipe names no strategy).
+
+    Options:
+        trainable_layers: train only the top N backbone layer groups (and the head); the lower groups stay
+            frozen for the whole run (``{name: full, trainable_layers: 2}``). Default: all of them.
+    """
 
     name = "full"
     order = 10
     conflicts_with = ("linear-probe", "gradual-unfreeze", "lora")
 
+    def __init__(self, *, trainable_layers: int | None = None) -> None:
+        if trainable_layers is not None and trainable_layers < 0:
+            raise ConfigError(f"full: trainable_layers must be ≥ 0, got {trainable_layers}")
+        self.trainable_layers = trainable_layers
+
     def setup(self, module: TrainingModule) -> None:
         module.requires_grad_(True)
-        keep = getattr(module.backbone, "requested_trainable_layers", None)
-        if keep is not None:
-            module.backbone.freeze(keep)
+        if self.trainable_layers is not None:
+            groups = len(module.backbone.layer_groups())
+            if self.trainable_layers > groups:
+                raise ConfigError(f"full: trainable_layers={self.trainable_layers} but the backbone has only "
+                                  f"{groups} layer groups; give 0..{groups}")
+            module.backbone.freeze(self.trainable_layers)
 
 
 class _BatchNormEval(Callback):
@@ -75,7 +81,7 @@ class _BatchNormEval(Callback):
     def on_train_epoch_start(self, trainer: Any, epoch: int) -> None:
         self._apply()
 
-    def on_train_batch_start(self, trainer: Any, step: int) -> None:
+    def on_train_step_start(self, trainer: Any, step: int) -> None:
         self._apply()  # the trainer may call module.train() again after validation
 
     def _apply(self) -> None:
@@ -123,7 +129,7 @@ class GradualUnfreezeCallback(Callback):
         self.milestones = self.strategy.resolve_milestones(groups, int(trainer.max_steps))
         self._sync(trainer, force=True)
 
-    def on_train_batch_start(self, trainer: Any, step: int) -> None:
+    def on_train_step_start(self, trainer: Any, step: int) -> None:
         self._sync(trainer)
 
     def _sync(self, trainer: Any, *, force: bool = False) -> None:
@@ -138,7 +144,7 @@ class GradualUnfreezeCallback(Callback):
         apply_stage(trainer.module.backbone, stage)
         if stage != self._applied:  # flags differ from what the optimizer / DDP wrapper last saw
             self._applied = stage
-            _notify(trainer)
+            trainer.on_trainable_changed()
 
     def state_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "milestones": list(self.milestones or [])}
@@ -223,18 +229,3 @@ class GradualUnfreezeStrategy(FinetuneStrategy):
             return [every * (i + 1) for i in range(groups)]
         span = self.until * max_steps / groups
         return [max(1, round(span * (i + 1))) for i in range(groups)]
-
-
-def create_full(**options: Any) -> FullStrategy:
-    """Factory registered as strategy ``full``."""
-    return FullStrategy(**options)
-
-
-def create_linear_probe(**options: Any) -> LinearProbeStrategy:
-    """Factory registered as strategy ``linear-probe``."""
-    return LinearProbeStrategy(**options)
-
-
-def create_gradual_unfreeze(**options: Any) -> GradualUnfreezeStrategy:
-    """Factory registered as strategy ``gradual-unfreeze``."""
-    return GradualUnfreezeStrategy(**options)

@@ -8,9 +8,9 @@ Frozen parameters are included too (they simply get no gradient), so LLRD combin
 
 Example:
     >>> import polygraft
-    >>> from polygraft.finetune.llrd import create_layer_wise_lr_decay
+    >>> from polygraft.finetune.llrd import LayerWiseLRDecayStrategy
     >>> task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"])
-    >>> groups = create_layer_wise_lr_decay(decay=0.5).param_groups(task, lr=1.0, weight_decay=0.01)
+    >>> groups = LayerWiseLRDecayStrategy(decay=0.5).param_groups(task, lr=1.0, weight_decay=0.01)
     >>> sorted({g["lr"] for g in groups})
     [0.125, 0.25, 0.5, 1.0]
 """
@@ -22,15 +22,11 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from polygraft.errors import ConfigError, IncompatibleComponentsError
-from polygraft.finetune.base import FinetuneStrategy
+from polygraft.finetune.strategy import FinetuneStrategy
+from polygraft.training.optim import is_no_decay
 
 if TYPE_CHECKING:
     from polygraft.interfaces import TrainingModule
-
-
-def is_no_decay(name: str, param: nn.Parameter) -> bool:
-    """Biases, norm weights and every other 1-D parameter get no weight decay (as the trainer's defaults)."""
-    return param.ndim <= 1 or name.endswith(".bias") or "norm" in name.lower()
 
 
 def _split(label: str, named: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -91,8 +87,3 @@ class LayerWiseLRDecayStrategy(FinetuneStrategy):
             groups += _split(f"layer{index}", bucket, lr * self.decay ** (count - index), weight_decay)
         groups += _split("head", head, lr, weight_decay)
         return groups
-
-
-def create_layer_wise_lr_decay(**options: Any) -> LayerWiseLRDecayStrategy:
-    """Factory registered as strategy ``layer-wise-lr-decay`` (a.k.a. LLRD)."""
-    return LayerWiseLRDecayStrategy(**options)

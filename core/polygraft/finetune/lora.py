@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from polygraft.errors import ConfigError, IncompatibleComponentsError
-from polygraft.finetune.base import FinetuneStrategy
 from polygraft.finetune.freezing import ADAPTER_MARKER
+from polygraft.finetune.strategy import FinetuneStrategy
 
 if TYPE_CHECKING:
     from polygraft.interfaces import Backbone, TrainingModule
@@ -144,8 +144,3 @@ class LoraStrategy(FinetuneStrategy):
             setattr(module.backbone, self.model_attribute, model)
         self._tuner = None
         module.backbone.requires_grad_(True)
-
-
-def create_lora(**options: Any) -> LoraStrategy:
-    """Factory registered as strategy ``lora``."""
-    return LoraStrategy(**options)

@@ -3,10 +3,11 @@
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.datasource import DataSource, InMemorySource, ListSource
 from polygraft.interfaces.head import Head
-from polygraft.interfaces.module import DataPipeline, StepOutput, TrainingModule
 from polygraft.interfaces.objective import PretrainingObjective
+from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import Task
+from polygraft.interfaces.training_module import StepOutput, TrainingModule
 
 __all__ = [
     "Backbone",

@@ -32,8 +32,6 @@ class Backbone(nn.Module):
     map_strides: tuple[int, ...] = ()
     #: the registered backbone name and the options that rebuild this architecture (filled by create_backbone)
     spec_name: str = ""
-    #: layer groups left trainable by ``create_backbone(trainable_layers=N)``; ``None`` when not requested
-    requested_trainable_layers: int | None = None
     build_options: dict[str, Any]
 
     def __init__(self) -> None:
@@ -53,11 +51,8 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def freeze(self, trainable_layers: int = 0) -> None:
-        """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen).
-
-        ``create_backbone(..., trainable_layers=N)`` (``backbone_options.trainable_layers`` in a recipe) also
-        records ``N`` in ``requested_trainable_layers``; the ``full`` strategy keeps that freeze.
-        """
+        """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen). Strategies call
+        it (``{name: full, trainable_layers: N}``, ``linear-probe``, ``gradual-unfreeze``)."""
         groups = self.layer_groups()
         if not 0 <= trainable_layers <= len(groups):
             raise ValueError(f"trainable_layers must be in [0, {len(groups)}], got {trainable_layers}")
@@ -69,8 +64,12 @@ class Backbone(nn.Module):
         self.requires_grad_(True)
 
     def export(self, directory: Path) -> dict[str, Any]:
-        """Write whatever the architecture needs besides weights (HF config, tokenizer...) into
-        ``directory`` and return the options that rebuild it there with ``create_backbone``.
+        """The rebuild contract: write whatever the architecture and its preprocessing need besides the weights
+        (an HF config, a tokenizer, fitted statistics...) into ``directory`` and return JSON-serialisable options
+        that rebuild exactly this backbone through its factory with ``weights=None``. Paths inside ``directory``
+        are stored relative to the model folder. The default returns ``build_options``: the keyword options the
+        factory was called with (the factory sets them, or ``create_backbone`` fills them in). ``polygraft.load``
+        checks that the rebuilt preprocessor describes itself as the saved one did.
         """
         return dict(self.build_options)
 

@@ -2,7 +2,9 @@
 
 A raw example is ``{"text": str}``, ``{"image": PIL.Image}``, ``{"audio": waveform, "sample_rate": int}`` or
 ``{"x": [...]}``, plus its target (``label``, ``tags``, ``boxes``, ``transcript``) and optionally ``_origin``
-("file:line") so errors can say where a bad example came from. Skipped rows are counted in ``skipped``.
+("file:line") so errors can say where a bad example came from. A source that skips bad rows (when the user
+asked for ``skip_invalid``) calls :meth:`DataSource.skip`, which counts the reason and keeps the first few
+places; the trainer prints and saves that report for every split.
 
 Example:
     >>> from polygraft.interfaces import ListSource
@@ -17,7 +19,14 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+SPLITS = ("train", "val", "test", "all")
+"""The split names every dataset understands (a dataset may add its own, such as ``rest``)."""
+
+SHOWN_SKIPS = 5
+"""How many places (file names, file:line) are kept per skip reason for the report."""
 
 
 class DataSource(Sequence[dict[str, Any]]):
@@ -28,6 +37,36 @@ class DataSource(Sequence[dict[str, Any]]):
 
     def __init__(self) -> None:
         self.skipped: Counter[str] = Counter()  # reason -> count; reported, never silent
+        self.skipped_at: dict[str, list[str]] = {}  # reason -> the first few places
+        self.changed: Counter[str] = Counter()  # kept but altered (e.g. "cropped to 20 s") -> count
+        self.changed_at: dict[str, list[str]] = {}
+
+    def skip(self, reason: str, where: str | Path | None = None, *, count: int = 1) -> None:
+        """Count ``count`` skipped examples for ``reason``; remember the first few places (file, file:line)."""
+        self.skipped[reason] += count
+        if where is not None:
+            shown = self.skipped_at.setdefault(reason, [])
+            if len(shown) < SHOWN_SKIPS:
+                shown.append(str(where))
+
+    def change(self, reason: str, where: str | Path | None = None, *, count: int = 1) -> None:
+        """Count an example that is kept but altered (cropped, resampled from an odd rate...)."""
+        self.changed[reason] += count
+        if where is not None:
+            shown = self.changed_at.setdefault(reason, [])
+            if len(shown) < SHOWN_SKIPS:
+                shown.append(str(where))
+
+    def skip_report(self) -> dict[str, Any]:
+        """``{"total": n, "reasons": {reason: {"count": c, "first": [places]}}, "changed": {...}}``."""
+
+        def table(counts: Counter[str], places: dict[str, list[str]]) -> dict[str, Any]:
+            return {reason: {"count": int(count), "first": list(places.get(reason, []))}
+                    for reason, count in sorted(counts.items()) if count}
+
+        reasons = table(self.skipped, self.skipped_at)
+        return {"total": sum(r["count"] for r in reasons.values()), "reasons": reasons,
+                "changed": table(self.changed, self.changed_at)}
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -59,7 +98,7 @@ class DataSource(Sequence[dict[str, Any]]):
         return parts
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "size": len(self), "labels": self.label_names, "skipped": dict(self.skipped)}
+        return {"name": self.name, "size": len(self), "labels": self.label_names, "skipped": self.skip_report()}
 
 
 class InMemorySource(DataSource):
@@ -94,7 +133,8 @@ class SubsetSource(DataSource):
         self.indices = list(indices)
         self.label_names = parent.label_names
         self.name = parent.name
-        self.skipped = parent.skipped
+        self.skipped, self.skipped_at = parent.skipped, parent.skipped_at
+        self.changed, self.changed_at = parent.changed, parent.changed_at
 
     def __len__(self) -> int:
         return len(self.indices)

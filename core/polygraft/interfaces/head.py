@@ -10,9 +10,7 @@ from polygraft.features import Features
 
 
 class Head(nn.Module):
-    """Base class of task heads. ``consumes`` names the feature kind it reads."""
-
-    consumes: str = "pooled"
+    """Base class of task heads (the feature kind a task reads is declared on its ``TaskSpec.consumes``)."""
 
     def forward(self, features: Features) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from polygraft.interfaces.module import TrainingModule
+from polygraft.interfaces.training_module import TrainingModule
 
 
 class PretrainingObjective(TrainingModule):
-    """Base class. Its ``export`` writes a backbone checkpoint that ``finetune`` accepts as ``weights:``."""
+    """Base class. The run's ``model/`` is a backbone checkpoint that ``finetune`` accepts as ``weights:``
+    (its own heads, such as a projection or a quantiser, are not kept)."""
 
     def export(self, directory: Path) -> dict[str, Any]:
-        from polygraft.model_io import backbone_config
-
-        return {"kind": "backbone", "objective": self.spec_name, **backbone_config(self.backbone, directory)}
+        return {"kind": "backbone", "objective": self.spec_name}

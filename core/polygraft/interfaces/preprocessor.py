@@ -1,7 +1,10 @@
 """The preprocessor: a small picklable object that turns raw examples into model inputs.
 
-It runs in DataLoader workers and is saved in the run directory beside the weights, separate from the
-``nn.Module``. ``__call__`` handles one example; ``collate`` pads a list of them into tensors.
+It runs in DataLoader workers, separate from the ``nn.Module``. ``__call__`` handles one example; ``collate`` pads
+a list of them into the tensors the backbone reads; ``collate_meta`` returns bookkeeping beside them. It is not
+pickled into a model directory: ``polygraft.load`` rebuilds it from the backbone's ``export()`` options and checks
+that ``describe()`` matches what was saved, so fitted state (statistics, a vocabulary) belongs in those options or
+in files ``export`` writes.
 
 Example:
     >>> from polygraft.builtin.toy import VectorPreprocessor
@@ -27,8 +30,13 @@ class Preprocessor:
         raise NotImplementedError
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Pad and stack the inputs of several examples into batched tensors."""
+        """Pad and stack the inputs of several examples into batched tensors: only what the backbone reads."""
         raise NotImplementedError
+
+    def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Bookkeeping about the batch that the backbone does not read (``batch["meta"]``): for example
+        ``truncated`` flags, ``word_ids`` or character ``offsets``. It stays on the CPU. Default: nothing."""
+        return {}
 
     def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
         """The size that drives compute for each raw example (tokens for text, frames for audio), or ``None``
@@ -40,6 +48,32 @@ class Preprocessor:
     def for_training(self, **augment: Any) -> Preprocessor:
         """The training-time variant (data augmentation); the default has none and returns ``self``."""
         return self
+
+    def for_dense_prediction(self) -> Preprocessor:
+        """The variant for dense tasks (detection): resize whole inputs to the model size without cropping, so
+        coordinates scale linearly. Image preprocessors implement it; the default refuses."""
+        from polygraft.errors import IncompatibleComponentsError
+
+        raise IncompatibleComponentsError(
+            f"{type(self).__name__} has no for_dense_prediction(): detection needs preprocessing that resizes whole "
+            "inputs without cropping"
+        )
+
+    def extent(self, example: Mapping[str, Any]) -> tuple[int, int]:
+        """``(width, height)`` of a raw input before resizing (detection scales boxes by it): ``width``/``height``
+        keys, a PIL-like ``.size``, or an array's last two dimensions."""
+        from polygraft.errors import DataError
+
+        if "width" in example and "height" in example:
+            return int(example["width"]), int(example["height"])
+        value = example.get(self.input_key)
+        size = getattr(value, "size", None)
+        if isinstance(size, tuple) and len(size) == 2:
+            return int(size[0]), int(size[1])
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) >= 2:
+            return int(shape[1]), int(shape[0])
+        raise DataError(f"cannot tell the size of {self.input_key!r} to scale its boxes", path=example.get("_origin"))
 
     def read_input(self, value: str) -> dict[str, Any]:
         """A raw example from a command-line value (text as is; image/audio plugins open the file)."""

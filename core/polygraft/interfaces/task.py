@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polygraft.errors import DataError
+from polygraft.errors import ConfigError, DataError
 from polygraft.interfaces.backbone import Backbone
+from polygraft.interfaces.datasource import DataSource, InMemorySource
 from polygraft.interfaces.head import Head
-from polygraft.interfaces.module import TrainingModule
+from polygraft.interfaces.training_module import TrainingModule
 
 
 class Task(TrainingModule):
@@ -38,16 +39,41 @@ class Task(TrainingModule):
     def num_classes(self) -> int:
         return len(self.label_names)
 
-    def export(self, directory: Path) -> dict[str, Any]:
-        from polygraft.model_io import backbone_config
+    #: the raw example key holding the target (tasks with another target override it)
+    label_key: str = "label"
 
-        return {
-            "kind": "task",
-            "task": self.spec_name,
-            "label_names": self.label_names,
-            "options": self.options,
-            **backbone_config(self.backbone, directory),
-        }
+    def export(self, directory: Path) -> dict[str, Any]:
+        return {"kind": "task", "task": self.spec_name, "label_names": self.label_names, "options": self.options}
+
+    @classmethod
+    def labels_from_data(cls, source: DataSource, *, label_key: str = "label", **options: Any) -> list[str]:
+        """The label names a recipe without ``labels:`` trains on: the source's ``label_names``, else every
+        label its examples carry, sorted. Tasks with another kind of target override it (CTC: characters)."""
+        if source.label_names:
+            return list(source.label_names)
+        seen = set()
+        for index in range(len(source)):
+            example = source[index]
+            if label_key not in example:
+                raise DataError(f"example {index} has no {label_key!r}; set task_options.label_key",
+                                path=example.get("_origin"))
+            seen.add(str(example[label_key]))
+        return sorted(seen)
+
+    def unknown_labels(self, source: DataSource) -> list[str]:
+        """Labels of ``source`` outside ``label_names``: from its ``label_names``, or (in-memory sources) its examples."""
+        if source.label_names is not None:
+            found = [str(name) for name in source.label_names]
+        elif isinstance(source, InMemorySource):
+            found = [str(example[self.label_key]) for example in source.examples if self.label_key in example]
+        else:
+            return []
+        known = set(self.label_names)
+        return sorted({name for name in found if name not in known})
+
+    def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
+        """``polygraft predict RUN input --draw out.png``: render a prediction; tasks that can draw override it."""
+        raise ConfigError(f"task {self.spec_name!r} cannot draw its predictions; drop --draw")
 
 
 class LabelEncoder:

@@ -27,15 +27,16 @@ from polygraft.errors import DataError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
-from polygraft.interfaces.module import DataPipeline, StepOutput
+from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+from polygraft.interfaces.training_module import StepOutput
+from polygraft.run import RunDirectory
 
 
 class ClassificationHead(Head):
     """Dropout + linear layer on the pooled features."""
 
-    consumes = "pooled"
 
     def __init__(self, in_features: int, num_classes: int, *, dropout: float = 0.1) -> None:
         super().__init__()
@@ -61,7 +62,7 @@ class ClassificationPipeline(DataPipeline):
         return item
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        batch: Batch = {"inputs": self.preprocessor.collate([item["inputs"] for item in items])}
+        batch = self.collate_inputs([item["inputs"] for item in items])
         if items and "label" in items[0]:
             batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
         return batch
@@ -89,7 +90,9 @@ class ClassificationTask(Task):
         }
         if n > 5:
             metrics["top5_accuracy"] = torchmetrics.classification.MulticlassAccuracy(n, top_k=5, average="micro")
-        self.metrics = torchmetrics.MetricCollection(metrics)
+        # compute_groups=False: torchmetrics would otherwise merge metrics whose states happen to be equal after
+        # the first update (one class in the first batch) and compute top-5 from the wrong counts
+        self.metrics = torchmetrics.MetricCollection(metrics, compute_groups=False)
         self.confusion = torchmetrics.classification.MulticlassConfusionMatrix(n)
         self.last_confusion: torch.Tensor | None = None
 
@@ -139,13 +142,8 @@ class ClassificationTask(Task):
             })
         return results
 
-    def save_artifacts(self, directory: Path) -> list[Path]:
-        """Plot the confusion matrix of the last validation (called by the trainer at the end)."""
+    def save_artifacts(self, run: RunDirectory) -> list[Path]:
+        """Plot the confusion matrix of the last evaluation (called by the trainer at the end)."""
         from polygraft.plots import plot_confusion_matrix
 
-        return [plot_confusion_matrix(self.confusion_matrix(), self.label_names, directory / "confusion.png")]
-
-
-def create_classification_task(*, backbone: Backbone, label_names: Sequence[str], **options: Any) -> ClassificationTask:
-    """Factory registered as task ``classification``."""
-    return ClassificationTask(backbone, label_names=label_names, **options)
+        return [plot_confusion_matrix(self.confusion_matrix(), self.label_names, run.plot("confusion"))]

@@ -34,15 +34,15 @@ from polygraft.errors import DataError, IncompatibleComponentsError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
-from polygraft.interfaces.module import DataPipeline, StepOutput
+from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+from polygraft.interfaces.training_module import StepOutput
 
 
 class FCOSDetectionHead(Head):
     """FPN over the backbone's last ``levels`` maps (+ ``extra_levels`` P6/P7), then torchvision's FCOS."""
 
-    consumes = "maps"
 
     def __init__(self, map_channels: Sequence[int], map_strides: Sequence[int], num_classes: int, *,
                  fpn_channels: int = 64, levels: int = 3, extra_levels: int = 2, head_convs: int = 2,
@@ -65,7 +65,6 @@ class FCOSDetectionHead(Head):
         self.level_indices = list(range(len(map_channels)))[-levels:]
         strides = [int(map_strides[i]) for i in self.level_indices]
         strides += [strides[-1] * 2 ** (k + 1) for k in range(extra_levels)]
-        self.level_strides = strides
         fpn = FeaturePyramidNetwork(
             [int(map_channels[i]) for i in self.level_indices], fpn_channels,
             extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels) if extra_levels else None,
@@ -103,32 +102,12 @@ class FCOSDetectionHead(Head):
         return losses, detections
 
 
-def _extent(example: Mapping[str, Any], key: str) -> tuple[int, int]:
-    """(width, height) of a raw input: PIL-like ``.size``, or an array's last two dims, or width/height keys."""
-    if "width" in example and "height" in example:
-        return int(example["width"]), int(example["height"])
-    value = example.get(key)
-    size = getattr(value, "size", None)
-    if isinstance(size, tuple) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    shape = getattr(value, "shape", None)
-    if shape is not None and len(shape) >= 2:
-        return int(shape[1]), int(shape[0])
-    raise DataError(f"cannot tell the size of {key!r} to scale its boxes", path=example.get("_origin"))
-
-
 class DetectionPipeline(DataPipeline):
     """Preprocess without cropping, scale boxes to the input size, flip both at training time."""
 
     def __init__(self, preprocessor: Preprocessor, label_names: Sequence[str], *, training: bool,
                  flip_prob: float = 0.5) -> None:
-        dense = getattr(preprocessor, "for_dense_prediction", None)
-        if dense is None:
-            raise IncompatibleComponentsError(
-                f"{type(preprocessor).__name__} has no for_dense_prediction(): detection needs preprocessing that "
-                "resizes whole inputs without cropping"
-            )
-        self.preprocessor = dense()
+        self.preprocessor = preprocessor.for_dense_prediction()
         self.encode = LabelEncoder(label_names)
         self.training = training
         self.flip_prob = flip_prob
@@ -138,8 +117,7 @@ class DetectionPipeline(DataPipeline):
         tensor = next(v for v in inputs.values() if isinstance(v, torch.Tensor) and v.dim() >= 2)
         height, width = int(tensor.shape[-2]), int(tensor.shape[-1])
         item: dict[str, Any] = {"inputs": inputs, "size": (height, width), "image_id": example.get("image_id")}
-        measure = getattr(self.preprocessor, "extent", None)
-        raw_w, raw_h = measure(example) if measure else _extent(example, self.preprocessor.input_key)
+        raw_w, raw_h = self.preprocessor.extent(example)
         sx, sy = width / raw_w, height / raw_h
         item["scale"] = (sx, sy)
         if "boxes" in example:
@@ -163,12 +141,10 @@ class DetectionPipeline(DataPipeline):
         return item
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        batch: Batch = {
-            "inputs": self.preprocessor.collate([item["inputs"] for item in items]),
-            "sizes": torch.tensor([item["size"] for item in items], dtype=torch.long),
-            "scales": torch.tensor([item["scale"] for item in items], dtype=torch.float32),
-            "image_ids": [item["image_id"] for item in items],
-        }
+        batch = self.collate_inputs([item["inputs"] for item in items])
+        batch["sizes"] = torch.tensor([item["size"] for item in items], dtype=torch.long)
+        batch["scales"] = torch.tensor([item["scale"] for item in items], dtype=torch.float32)
+        batch["meta"]["image_ids"] = [item["image_id"] for item in items]
         if items and "boxes" in items[0]:
             batch["targets"] = [{"boxes": item["boxes"], "labels": item["labels"]} for item in items]
         return batch
@@ -177,8 +153,15 @@ class DetectionPipeline(DataPipeline):
 class DetectionTask(Task):
     """FCOS detection on any backbone that yields feature maps."""
 
+    label_key = "labels"
+
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], flip_prob: float = 0.5,
-                 **head_options: Any) -> None:
+                 fpn_channels: int = 64, levels: int = 3, extra_levels: int = 2, head_convs: int = 2,
+                 score_thresh: float = 0.05, nms_thresh: float = 0.6, detections_per_image: int = 100,
+                 center_sampling_radius: float = 1.5) -> None:
+        head_options = {"fpn_channels": fpn_channels, "levels": levels, "extra_levels": extra_levels,
+                        "head_convs": head_convs, "score_thresh": score_thresh, "nms_thresh": nms_thresh,
+                        "detections_per_image": detections_per_image, "center_sampling_radius": center_sampling_radius}
         head = FCOSDetectionHead(backbone.map_channels, backbone.map_strides, len(label_names), **head_options)
         super().__init__(backbone, head, label_names=label_names, flip_prob=flip_prob, **head_options)
         self.flip_prob = flip_prob
@@ -253,8 +236,3 @@ def draw_detections(image: Any, prediction: Mapping[str, Any], path: str, *, min
         draw.text((box[0] + 2, box[1] + 1), f"{label} {score:.2f}", fill=colour)
     canvas.save(path)
     return path
-
-
-def create_detection_task(*, backbone: Backbone, label_names: Sequence[str], **options: Any) -> DetectionTask:
-    """Factory registered as task ``detection``."""
-    return DetectionTask(backbone, label_names=label_names, **options)

@@ -3,7 +3,7 @@
 Modality-free: the head reads ``Features.sequence`` and ``Features.mask``. Raw examples are pre-split words
 ``{"tokens": [...], "tags": [...]}`` (or ``{"text": ...}`` to predict). The backbone's preprocessor must give
 ``word_ids`` per token (the word each token belongs to, -1 for special tokens and padding) and, for raw text,
-character ``offsets``; the text plugin's tokenizer does. Each word's tag is learned and predicted on its first
+character ``offsets``, in ``batch["meta"]`` (its ``collate_meta``); the text plugin's tokenizer does. Each word's tag is learned and predicted on its first
 sub-token; other sub-tokens get label -100 (ignored by the loss).
 
 Metrics are entity-level precision / recall / F1 with seqeval (micro over entities, IOB2), token accuracy and
@@ -30,9 +30,10 @@ from polygraft.errors import DataError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
-from polygraft.interfaces.module import DataPipeline, StepOutput
+from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+from polygraft.interfaces.training_module import StepOutput
 
 IGNORE = -100
 
@@ -47,7 +48,6 @@ def spans_from_tags(tags: Sequence[str]) -> list[tuple[str, int, int]]:
 class TokenClassificationHead(Head):
     """Dropout + linear layer on every position of the sequence features."""
 
-    consumes = "sequence"
 
     def __init__(self, in_features: int, num_tags: int, *, dropout: float = 0.1) -> None:
         super().__init__()
@@ -108,13 +108,12 @@ class TokenClassificationPipeline(DataPipeline):
         return tag_id
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        inputs = self.preprocessor.collate([item["inputs"] for item in items])
-        batch: Batch = {"inputs": inputs}
+        batch = self.collate_inputs([item["inputs"] for item in items])
         for key, batch_key in (("words", "words"), ("text", "texts")):
             if items and all(key in item for item in items):
-                batch[batch_key] = [item[key] for item in items]
+                batch["meta"][batch_key] = [item[key] for item in items]
         if items and "labels" in items[0]:
-            length = inputs["word_ids"].shape[1]
+            length = batch["meta"]["word_ids"].shape[1]
             labels = torch.full((len(items), length), IGNORE, dtype=torch.long)
             for row, item in enumerate(items):
                 labels[row, : len(item["labels"])] = torch.as_tensor(item["labels"], dtype=torch.long)
@@ -124,6 +123,8 @@ class TokenClassificationPipeline(DataPipeline):
 
 class TokenClassificationTask(Task):
     """Cross-entropy over first sub-tokens; entity-level metrics with seqeval; entity spans as predictions."""
+
+    label_key = "tags"
 
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_all_subtokens: bool = False, words_key: str = "tokens", tags_key: str = "tags") -> None:
@@ -222,11 +223,11 @@ class TokenClassificationTask(Task):
         ``start``/``end`` are character offsets into the raw text (``end`` exclusive) when the input was text;
         for pre-split words, ``words`` gives the first and last word index and ``text`` joins those words.
         """
-        inputs = batch["inputs"]
-        logits = self.head(self.backbone(inputs))
-        word_ids = inputs["word_ids"]
-        offsets = inputs.get("offsets")
-        texts, split_words = batch.get("texts"), batch.get("words")
+        meta = batch["meta"]
+        logits = self.head(self.backbone(batch["inputs"]))
+        word_ids = meta["word_ids"]
+        offsets = meta.get("offsets")
+        texts, split_words = meta.get("texts"), meta.get("words")
         results = []
         for row, words in enumerate(self._word_predictions(logits, word_ids)):
             tags = [self.label_names[tag] for tag, _ in words]
@@ -245,9 +246,3 @@ class TokenClassificationTask(Task):
                 entities.append(entity)
             results.append({"tags": tags, "entities": entities})
         return results
-
-
-def create_token_classification_task(*, backbone: Backbone, label_names: Sequence[str],
-                                     **options: Any) -> TokenClassificationTask:
-    """Factory registered as task ``token-classification``."""
-    return TokenClassificationTask(backbone, label_names=label_names, **options)

@@ -39,10 +39,19 @@ def atomic_save(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`atomic_save`; anything else is refused (never unpickled)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise TrainingError(f"{path}: cannot read checkpoint ({exc}); delete it or resume from another") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or a pickle that is more than weights
+        raise TrainingError(
+            f"{path}: not a readable polygraft checkpoint ({type(exc).__name__}): it is corrupt, truncated or was not "
+            "written by polygraft, and polygraft never loads arbitrary pickled objects. Resume from another "
+            "checkpoint, or start without resume."
+        ) from None
+    if not isinstance(state, dict) or "module" not in state or "trainer" not in state:
+        raise TrainingError(f"{path}: not a polygraft checkpoint (no module/trainer state); resume from a last.pt "
+                            "written by polygraft, or start without resume")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,20 +1,31 @@
 """Trainer settings: one typed, documented dataclass (the ``trainer:`` section of a recipe).
 
+Every field is checked against its type when the config is made (``batch_size: [4]``, ``max_steps: 2.5`` and
+``lr: fast`` are errors saying what is allowed; YAML strings that spell numbers, such as ``5e-5``, are converted).
+Early stopping and keeping the best checkpoint are callbacks, named in the recipe's ``callbacks:``.
+
 Example:
     >>> from polygraft.training.config import TrainerConfig
-    >>> TrainerConfig(max_steps=10, lr=1e-3).precision
-    '32'
+    >>> TrainerConfig(max_steps=10, lr="1e-3").lr
+    0.001
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, fields
 
 from polygraft.errors import ConfigError
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
+OPTIMIZERS = ("adamw", "sgd")
+
+REMOVED = {
+    "early_stopping": "callbacks: [{name: early-stopping, monitor: val/loss, patience: 3}]",
+    "monitor": "callbacks: [{name: best-checkpoint, monitor: val/accuracy}]",
+    "monitor_mode": "callbacks: [{name: best-checkpoint, monitor: val/accuracy, mode: max}]",
+}
+"""Trainer keys that moved elsewhere → what to write instead."""
 
 
 @dataclass
@@ -42,44 +53,33 @@ class TrainerConfig:
     eval_every: int | None = None  # steps; None = at the end of each epoch
     log_every: int = 10
     checkpoint_every: int | None = None  # steps; None = each validation
-    keep_checkpoints: int = 1
     seed: int = 0
     deterministic: bool = False
     skip_nonfinite: bool = False
-    early_stopping: dict[str, Any] | None = None  # {monitor: val/accuracy, mode: max, patience: 3}
-    monitor: str | None = None  # metric that picks the best checkpoint, e.g. val/accuracy
-    monitor_mode: str = "max"
     progress: bool = True
     tensorboard: bool = False
     drop_last: bool = False
     group_by_length: bool = False  # batch similar lengths together (text, audio): less padding
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _coerce_numbers(self)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"trainer.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        from polygraft.options import Option, check_value
+
+        for spec in fields(self):
+            annotation = eval(str(spec.type))
+            option = Option(spec.name, annotation=annotation, annotation_text=str(spec.type))
+            setattr(self, spec.name, check_value(option, getattr(self, spec.name), what="trainer"))
+        for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"trainer.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.max_steps is None and self.max_epochs is None:
             raise ConfigError("set trainer.max_steps or trainer.max_epochs (both are None)")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("trainer.batch_size and trainer.grad_accum must be ≥ 1")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ConfigError(f"trainer.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.monitor_mode not in ("min", "max"):
-            raise ConfigError(f"trainer.monitor_mode must be 'min' or 'max', got {self.monitor_mode!r}")
-
-
-def _coerce_numbers(config: TrainerConfig) -> None:
-    """YAML 1.1 reads ``5e-5`` as a string: turn numeric strings into the field's number type, or explain."""
-    for spec in fields(config):
-        value = getattr(config, spec.name)
-        kind = str(spec.type)
-        if not isinstance(value, str) or not ("float" in kind or "int" in kind) or "str" in kind:
-            continue
-        try:
-            number = float(value) if "float" in kind else int(value)
-        except ValueError:
-            raise ConfigError(f"trainer.{spec.name} must be a number, got {value!r}") from None
-        setattr(config, spec.name, number)
+        for name in ("batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"trainer.{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"trainer.{name} must be ≥ 1 (or null), got {value}")
+        if self.lr < 0 or self.weight_decay < 0 or self.num_workers < 0 or not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("trainer.lr, weight_decay and num_workers must be ≥ 0 and warmup_ratio in [0, 1); got "
+                              f"{self.lr}, {self.weight_decay}, {self.num_workers} and {self.warmup_ratio}")

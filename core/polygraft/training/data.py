@@ -1,12 +1,17 @@
 """DataLoaders for the trainer: preprocessing in workers, per-batch collation, resumable order.
 
+Every batch carries ``batch["meta"]["index"]``, the position of each example in its data source, beside what the
+pipeline's ``collate`` made. A :class:`~polygraft.errors.PolygraftError` raised while preparing data (a bad
+file, an unknown label) travels from a DataLoader worker to the main process as data and is raised there as
+itself, so the user reads the same one-line error with or without workers.
+
 Example:
     >>> from polygraft.training.data import PreparedDataset
     >>> from polygraft.interfaces import ListSource
     >>> class Upper:
     ...     def prepare(self, example): return {"text": example["text"].upper()}
     >>> PreparedDataset(ListSource([{"text": "a"}]), Upper())[0]
-    {'text': 'A'}
+    (0, {'text': 'A'})
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from polygraft.errors import ConfigError, TrainingError
+from polygraft.errors import ConfigError, PolygraftError, TrainingError
 from polygraft.interfaces import DataPipeline, DataSource
 from polygraft.training.distributed import DistributedContext, ResumableSampler, ShardSampler
 from polygraft.training.length_grouping import LengthGroupedSampler
@@ -34,8 +39,44 @@ class PreparedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> Mapping[str, Any]:
-        return self.pipeline.prepare(self.source[index])
+    def __getitem__(self, index: int) -> tuple[int, Mapping[str, Any] | FailedExample]:
+        try:
+            return index, self.pipeline.prepare(self.source[index])
+        except PolygraftError as exc:  # raised again in the main process, without a worker traceback
+            return index, FailedExample(exc)
+
+
+class FailedExample:
+    """A data error caught where an example was prepared (maybe in a worker), to be raised in the trainer."""
+
+    def __init__(self, error: PolygraftError) -> None:
+        self.error = error
+
+
+class Collate:
+    """The pipeline's ``collate`` plus ``meta["index"]``; a batch holding a failed example becomes that failure."""
+
+    def __init__(self, pipeline: DataPipeline) -> None:
+        self.pipeline = pipeline
+
+    def __call__(self, pairs: list[tuple[int, Any]]) -> dict[str, Any] | FailedExample:
+        for _, item in pairs:
+            if isinstance(item, FailedExample):
+                return item
+        try:
+            batch = self.pipeline.collate([item for _, item in pairs])
+        except PolygraftError as exc:
+            return FailedExample(exc)
+        batch.setdefault("meta", {})["index"] = torch.tensor([index for index, _ in pairs], dtype=torch.long)
+        return batch
+
+
+def checked(loader: DataLoader) -> Any:
+    """Iterate ``loader``, raising a data error caught in a worker as the error itself."""
+    for batch in loader:
+        if isinstance(batch, FailedExample):
+            raise batch.error
+        yield batch
 
 
 def check_sizes(source: DataSource, *, batch_size: int, world_size: int, drop_last: bool, split: str) -> None:
@@ -82,7 +123,7 @@ def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, 
         sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
-        collate_fn=pipeline.collate,
+        collate_fn=Collate(pipeline),
         pin_memory=pin_memory,
         persistent_workers=False,
         generator=torch.Generator().manual_seed(seed),

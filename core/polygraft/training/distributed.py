@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -65,17 +66,35 @@ class DistributedContext:
             dist.destroy_process_group()
             self.initialized_here = False
 
-    def barrier(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.barrier()
-
     def mean(self, value: float, device: torch.device) -> float:
         """Average a Python number across ranks."""
-        if not self.enabled:
+        return self.sum(value, device) / self.world_size
+
+    def sum(self, value: float, device: torch.device | None = None) -> float:
+        """Sum a Python number across ranks (every rank must call it)."""
+        if not self._active():
             return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        tensor = torch.tensor([float(value)], dtype=torch.float64, device=device or self._collective_device())
         dist.all_reduce(tensor)
-        return float(tensor.item()) / self.world_size
+        return float(tensor.item())
+
+    def any(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any rank (every rank must call it)."""
+        return self.sum(1.0 if flag else 0.0) > 0
+
+    def union(self, values: set[int]) -> set[int]:
+        """The union of every rank's set of integers (every rank must call it)."""
+        if not self._active():
+            return set(values)
+        shards: list[Any] = [None] * self.world_size
+        dist.all_gather_object(shards, sorted(values))
+        return {int(v) for shard in shards for v in shard}
+
+    def _active(self) -> bool:
+        return self.enabled and dist.is_available() and dist.is_initialized()
+
+    def _collective_device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 class ResumableSampler(DistributedSampler):

@@ -22,14 +22,16 @@ from torch import nn
 from polygraft.training.config import TrainerConfig
 
 
+def is_no_decay(name: str, param: nn.Parameter) -> bool:
+    """The one no-weight-decay rule: biases, norm weights and every other 1-D parameter get none."""
+    return param.ndim <= 1 or name.endswith(".bias") or "norm" in name.lower()
+
+
 def default_param_groups(module: nn.Module, *, weight_decay: float) -> list[dict[str, Any]]:
     """Every parameter (frozen ones simply get no gradient), split into decay and no-decay groups."""
     decay, no_decay = [], []
     for name, param in module.named_parameters():
-        if param.ndim <= 1 or name.endswith(".bias") or "norm" in name.lower():
-            no_decay.append(param)
-        else:
-            decay.append(param)
+        (no_decay if is_no_decay(name, param) else decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

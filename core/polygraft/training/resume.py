@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,7 @@ def restore(trainer: Trainer, resume: str | Path) -> None:
     if str(resume) == "last":
         if trainer.run is None:
             raise TrainingError("resume=last needs an output_dir (the run directory to resume)")
-        path = trainer.run.checkpoints / "last.pt"
+        path = trainer.run.last_checkpoint
     if not path.exists():
         raise TrainingError(f"cannot resume: {path} does not exist (start without resume, or check output_dir)")
     state = ckpt.load_checkpoint(path)
@@ -70,14 +70,15 @@ def restore(trainer: Trainer, resume: str | Path) -> None:
     if state["fingerprint"] != expected:
         raise TrainingError(
             f"cannot resume from {path}: it was made by a different recipe (fingerprint {state['fingerprint']} "
-            f"!= {expected}). Use a new output_dir, or the recipe saved in {path.parent.parent / 'config.yaml'}."
+            f"!= {expected}). Use a new output_dir, or the recipe saved in that run's config.yaml."
         )
     trainer.module.load_state_dict(state["module"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.precision.scaler is not None and state["scaler"] is not None:
         trainer.precision.scaler.load_state_dict(state["scaler"])
-    trainer.state = type(trainer.state)(**state["trainer"])
+    known = {f.name for f in fields(trainer.state)}
+    trainer.state = type(trainer.state)(**{k: v for k, v in state["trainer"].items() if k in known})
     saved = list(state["callbacks"])
     for callback in trainer.callbacks:  # matched by class, in order; a callback new to this run starts fresh
         name = type(callback).__qualname__

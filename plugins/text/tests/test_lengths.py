@@ -72,7 +72,20 @@ def test_truncated_evaluation_inputs_are_counted_in_the_metrics(catalog, tiny) -
     trainer = polygraft.Trainer(TrainerConfig(max_steps=1, batch_size=2, progress=False, device="cpu"))
     metrics = trainer.fit(task, train_data=ListSource([{"text": "a dog", "label": "pos"}] * 2), val_data=val).metrics
     assert metrics["val/truncated_examples"] == 2
-    assert trainer.state.truncated_examples == 0  # the training texts fit
+    assert trainer.results["train/truncated_examples"] == 0  # the training texts fit
+
+
+def test_a_long_training_row_is_counted_once_however_many_epochs(catalog, tiny, tmp_path) -> None:
+    task = polygraft.create_task("classification", backbone="bert", catalog=catalog, label_names=["neg", "pos"],
+                                 backbone_options={**tiny, "max_length": 8})
+    long = "the cat sat on the mat in paris and the dog ran to the park"
+    train = ListSource([{"text": long, "label": "pos"}, {"text": "the cat", "label": "neg"},
+                        {"text": "a dog", "label": "pos"}, {"text": "the mat", "label": "neg"}])
+    trainer = polygraft.Trainer(TrainerConfig(max_epochs=5, batch_size=2, progress=False, device="cpu"),
+                                output_dir=tmp_path)
+    trainer.fit(task, train_data=train)
+    results = __import__("json").loads((tmp_path / "results.json").read_text())
+    assert trainer.state.global_step == 10 and results["train/truncated_examples"] == 1  # one row, seen 5 times
 
 
 def test_group_by_length_under_torchrun_with_two_ranks(vocab_file, tmp_path) -> None:

@@ -10,7 +10,7 @@ import torch
 
 import polygraft
 from polygraft.errors import DataError, IncompatibleComponentsError
-from polygraft.model_io import load_model, save_model
+from polygraft.model_io import save_model
 from polygraft.tasks.token_classification import IGNORE, spans_from_tags
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -112,7 +112,7 @@ def test_learns_and_predicts_spans_with_char_offsets(task, tmp_path) -> None:
     assert text[entities[1]["start"]:entities[1]["end"]] == "New York"
     words = task.predict(task.collate([task.prepare_example({"tokens": SENTENCES[0]["tokens"]})]))[0]
     assert words["entities"][0]["words"] == [0, 1] and words["entities"][0]["text"] == "john smith"
-    reloaded = load_model(save_model(task, tmp_path / "model"))
+    reloaded = polygraft.load(save_model(task, tmp_path / "model"))
     assert reloaded.predict(raw)[0]["entities"] == entities
 
 

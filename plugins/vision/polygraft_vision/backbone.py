@@ -24,12 +24,14 @@ import timm
 import torch
 from torch import nn
 
+from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
 from polygraft.interfaces.backbone import Backbone
+from polygraft.options import closest
 from polygraft_vision.images import DEFAULT_MAX_PIXELS
 from polygraft_vision.preprocess import ImagePreprocessor, preprocessor_from_model
-from polygraft_vision.weights import check_matches, network_allowed, positional_remap, read_state_dict
+from polygraft_vision.weights import check_matches, positional_remap, read_state_dict
 
 FEATURE_MODES = ("pooled", "maps")
 
@@ -61,7 +63,6 @@ class TimmBackbone(Backbone):
             if last is not None and "reduction" in last:
                 self.map_channels = (int(model.num_features),)  # type: ignore[arg-type]
                 self.map_strides = (int(last["reduction"]),)
-        self.weights_report: dict[str, Any] = {"source": None}
 
     @property
     def preprocessor(self) -> ImagePreprocessor:
@@ -105,16 +106,13 @@ class TimmBackbone(Backbone):
             groups = [child for child in self.model.children() if any(True for _ in child.parameters())]
         return groups
 
-    def export(self, directory: Path) -> dict[str, Any]:
-        return dict(self.build_options)
 
 
 def _hub_model(weights: str, model_name: str | None, **kwargs: Any) -> nn.Module:
     if not network_allowed():
         raise WeightsError(
-            f"weights {weights!r} are not a local file, a polygraft run or a registered alias, and downloading "
-            "from the hub is off. Pass a local state dict (safetensors / torch file), an alias such as "
-            "'efficientnet-lite0-imagenet' (`polygraft list weights`), or set POLYGRAFT_ALLOW_NETWORK=1."
+            f"weights {weights!r} are not a local file, a polygraft run or a registered alias. Pass a local state "
+            f"dict (safetensors / torch file) or an alias such as 'efficientnet-lite0-imagenet'. {network_hint()}"
         )
     name = weights if weights.startswith("hf-hub:") else f"hf-hub:{weights}" if "/" in weights else model_name
     return timm.create_model(name, pretrained=True, **kwargs)
@@ -129,6 +127,31 @@ def _reference_state(model_name: str, **kwargs: Any) -> dict[str, torch.Tensor]:
         return timm.create_model(model_name, **kwargs).state_dict()
 
 
+def _model_from_local_weights(model_name: str, weights: str, *, remap: str | None, **kwargs: Any) -> nn.Module:
+    """A timm model filled strictly from a local state dict (renamed by position first when ``remap``)."""
+    state = read_state_dict(weights)
+    found = timm.models.get_pretrained_cfg(model_name)
+    pretrained_cfg = found.to_dict() if found is not None else {}
+    classifier = pretrained_cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    if remap == "positional":
+        reference = _reference_state(model_name, num_classes=pretrained_cfg.get("num_classes", 1000))
+        state = positional_remap(state, reference, where=str(weights))
+    elif remap is not None:
+        raise ConfigError(f"timm backbone: unknown remap {remap!r} (known: 'positional')")
+    head = [state[f"{c}.weight"] for c in classifier if f"{c}.weight" in state]
+    source_classes = int(head[0].shape[0]) if head else 0
+    check_matches(state, _reference_state(model_name, num_classes=source_classes), where=str(weights))
+    builder_log = logging.getLogger("timm.models._builder")
+    level = builder_log.level
+    builder_log.setLevel(logging.ERROR)  # head keys a headless / features_only model drops are expected here
+    try:
+        return timm.create_model(model_name, pretrained=True, **kwargs, pretrained_cfg_overlay={
+            "state_dict": state, "num_classes": source_classes, "source": ""})
+    finally:
+        builder_log.setLevel(level)
+
+
 def create_timm_backbone(*, weights: str | None = None, model_name: str | None = None, features: str = "pooled",
                          out_indices: Sequence[int] | None = None, num_classes: int = 0,
                          image_size: int | Sequence[int] | None = None, mean: Sequence[float] | None = None,
@@ -140,7 +163,7 @@ def create_timm_backbone(*, weights: str | None = None, model_name: str | None =
 
     Args:
         weights: local state dict file or directory (safetensors or weights-only torch), resolved alias path,
-            or a hub id (``timm/resnet18.a1_in1k``; only with ``POLYGRAFT_ALLOW_NETWORK=1``).
+            or a hub id (``timm/resnet18.a1_in1k``; tried only with ``POLYGRAFT_ALLOW_NETWORK=1``).
         model_name: any ``timm.list_models()`` name.
         features: ``pooled`` or ``maps`` (timm ``features_only``; ``out_indices`` picks the stages).
         num_classes: keep timm's classifier with this many outputs (0 = headless; 1000 + ImageNet weights =
@@ -155,8 +178,9 @@ def create_timm_backbone(*, weights: str | None = None, model_name: str | None =
         raise ConfigError(f"timm backbone: features must be one of {FEATURE_MODES}, got {features!r}")
     architecture = timm.models.split_model_name_tag(model_name)[0]
     if not timm.is_model(architecture):
-        close = timm.list_models(f"*{architecture[:6]}*")[:8]
-        raise ConfigError(f"timm has no model {model_name!r}; similar: {close}")
+        near = closest(architecture, timm.list_models(), n=5) or timm.list_models(f"*{architecture[:6]}*")[:5]
+        raise ConfigError(f"timm has no model {model_name!r}; did you mean {', '.join(near) or 'none found'}? "
+                          "(`timm.list_models()` lists them all)")
     kwargs: dict[str, Any] = dict(model_kwargs or {})
     if features == "maps":
         kwargs["features_only"] = True
@@ -164,42 +188,17 @@ def create_timm_backbone(*, weights: str | None = None, model_name: str | None =
             kwargs["out_indices"] = tuple(out_indices)
     else:
         kwargs["num_classes"] = num_classes
-    source = None
     if weights is None:
         model = timm.create_model(model_name, **kwargs)
     elif Path(weights).exists():
-        state = read_state_dict(weights)
-        found = timm.models.get_pretrained_cfg(model_name)
-        pretrained_cfg = found.to_dict() if found is not None else {}
-        classifier = pretrained_cfg.get("classifier") or ()
-        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-        if remap == "positional":
-            reference = _reference_state(model_name, num_classes=pretrained_cfg.get("num_classes", 1000))
-            state = positional_remap(state, reference, where=str(weights))
-        elif remap is not None:
-            raise ConfigError(f"timm backbone: unknown remap {remap!r} (known: 'positional')")
-        head = [state[f"{c}.weight"] for c in classifier if f"{c}.weight" in state]
-        source_classes = int(head[0].shape[0]) if head else 0
-        reference = _reference_state(model_name, num_classes=source_classes)
-        check_matches(state, reference, where=str(weights))
-        builder_log = logging.getLogger("timm.models._builder")
-        level = builder_log.level
-        builder_log.setLevel(logging.ERROR)  # head keys a headless / features_only model drops are expected here
-        try:
-            model = timm.create_model(model_name, pretrained=True, **kwargs, pretrained_cfg_overlay={
-                "state_dict": state, "num_classes": source_classes, "source": ""})
-        finally:
-            builder_log.setLevel(level)
-        source = str(weights)
+        model = _model_from_local_weights(model_name, weights, remap=remap, **kwargs)
     else:
         model = _hub_model(str(weights), model_name, **kwargs)
-        source = str(weights)
     preprocessor = preprocessor_from_model(model, image_size=image_size, mean=mean, std=std,
                                            interpolation=interpolation, crop_pct=crop_pct, augment=augment,
                                            max_pixels=max_pixels)
     backbone = TimmBackbone(model, features=features, preprocessor=preprocessor, model_name=model_name,
                             num_classes=num_classes if features == "pooled" else 0)
-    backbone.weights_report = {"source": source, "remap": remap}
     options = {"model_name": model_name, "features": features, "out_indices": list(out_indices or []) or None,
                "num_classes": num_classes or None, "image_size": image_size, "mean": mean, "std": std,
                "interpolation": interpolation, "crop_pct": crop_pct, "augment": dict(augment) if augment else None,

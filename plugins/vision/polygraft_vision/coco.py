@@ -38,7 +38,6 @@ class CocoSource(DataSource):
         self.skip_invalid = skip_invalid
         self.max_pixels = max_pixels
         self.validate = validate or ("full" if skip_invalid else "header")
-        self.skip_log: list[str] = []
         data = self._read_json()
         categories = sorted(data.get("categories", []), key=lambda c: c["id"])
         if not categories:
@@ -74,9 +73,7 @@ class CocoSource(DataSource):
         if not self.skip_invalid:
             raise DataError(message + " (pass skip_invalid=true to skip and count such entries)",
                             path=path or self.annotations_path)
-        self.skipped[reason] += count
-        if len(self.skip_log) < 100:
-            self.skip_log.append(f"{path or self.annotations_path}: {message}")
+        self.skip(reason, f"{path or self.annotations_path}: {message}", count=count)
 
     def _check_image(self, image: dict[str, Any], anns: list[dict[str, Any]]) -> dict[str, Any] | None:
         path = self.image_root / str(image.get("file_name", ""))
@@ -99,7 +96,7 @@ class CocoSource(DataSource):
         boxes, labels = [], []
         for ann in anns:
             if ann.get("iscrowd", 0):
-                self.skipped["crowd annotation (not used for training)"] += 1
+                self.skip("crowd annotation (not used for training)", f"{path} annotation {ann.get('id')}")
                 continue
             category = ann.get("category_id")
             if category not in self.category_names:

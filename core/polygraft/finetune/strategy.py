@@ -12,7 +12,7 @@ Recipes build their strategies with :func:`polygraft.finetune.build_strategies`,
 (lower first; ties keep recipe order) and rejects pairs named in ``conflicts_with``.
 
 Example:
-    >>> from polygraft.finetune.base import FinetuneStrategy
+    >>> from polygraft.finetune.strategy import FinetuneStrategy
     >>> class Nothing(FinetuneStrategy):
     ...     name = "nothing"
     >>> Nothing().callbacks()
