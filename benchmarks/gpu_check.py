@@ -189,7 +189,7 @@ def run_check(name: str, args: argparse.Namespace, device: Any, sync: Callable[[
     stamps: dict[int, float] = {}
 
     class Clock(Callback):
-        def on_train_batch_end(self, trainer: Any, step: int, loss: float) -> None:
+        def on_train_step_end(self, trainer: Any, step: int, loss: Any, batch: Any, output: Any) -> None:
             if step in (warmup, args.steps):
                 sync()
                 stamps[step] = time.perf_counter()

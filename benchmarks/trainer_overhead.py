@@ -159,7 +159,7 @@ def run_polygraft(ctx: dict[str, Any]) -> dict[str, Any]:
     stamps: list[tuple[float, float]] = []
 
     class StepClock(Callback):
-        def on_train_batch_end(self, trainer: Any, step: int, loss: float) -> None:
+        def on_train_step_end(self, trainer: Any, step: int, loss: Any, batch: Any, output: Any) -> None:
             stamps.append((time.perf_counter(), time.process_time()))
 
     data = ListSource(ctx["examples"], label_names=LABELS, name="random-text")

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import polygraft
-from polygraft.recipe import Recipe
-from polygraft.recipe import run_recipe
+from polygraft.recipe import Recipe, run_recipe
 
 RECIPE = Path(__file__).parent / "vision" / "digits.yaml"
 

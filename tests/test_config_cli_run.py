@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from polygraft.cli import main
-from polygraft.recipe import Recipe
 from polygraft.errors import ConfigError
+from polygraft.recipe import Recipe
 
 RECIPE = {
     "task": "classification",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from polygraft.recipe import Recipe
 from polygraft.plugins import build_catalog
+from polygraft.recipe import Recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*/*.yaml"))
 

@@ -17,7 +17,7 @@ Example (in a plugin's ``tests/test_conformance.py``)::
 
     def test_backbone(polygraft_catalog_factory):
         catalog = polygraft_catalog_factory(plugins=[("mine", my_plugin.plugin)])
-        check_backbone(catalog, "mynet", options={"tiny": True}, example={"x": [0.0] * 4})
+        check_backbone(catalog, "mynet", options={"tiny": True}, examples=[{"x": [0.0] * 4}])
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torchmetrics
@@ -30,8 +30,10 @@ from polygraft.interfaces.head import Head
 from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+
+if TYPE_CHECKING:
+    from polygraft.run import RunDirectory
 from polygraft.interfaces.training_module import StepOutput
-from polygraft.run import RunDirectory
 
 
 class ClassificationHead(Head):

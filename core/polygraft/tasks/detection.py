@@ -54,8 +54,9 @@ class FCOSDetectionHead(Head):
             from torchvision.models.detection.fcos import FCOS, FCOSHead
             from torchvision.ops import FeaturePyramidNetwork
             from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-        except ImportError as exc:  # pragma: no cover - torchvision comes with the vision plugin
-            raise IncompatibleComponentsError("the detection task needs torchvision: pip install torchvision") from exc
+        except ImportError as exc:  # pragma: no cover - make set-up installs the extra
+            raise IncompatibleComponentsError(
+                "the detection task needs torchvision and pycocotools: pip install 'polygraft[detection]'") from exc
         if not map_channels or len(map_channels) != len(map_strides):
             raise IncompatibleComponentsError("the detection head needs a backbone that yields feature maps "
                                               "(map_channels and map_strides), e.g. timm with features='maps'")

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from polygraft.errors import DataError
+from polygraft.errors import DataError, IncompatibleComponentsError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
@@ -128,6 +128,10 @@ class TokenClassificationTask(Task):
 
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_all_subtokens: bool = False, words_key: str = "tokens", tags_key: str = "tags") -> None:
+        try:
+            import seqeval  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - make set-up installs the extra
+            raise IncompatibleComponentsError("token-classification needs seqeval: pip install 'polygraft[ner]'") from exc
         head = TokenClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
         super().__init__(backbone, head, label_names=label_names, dropout=dropout,
                          label_all_subtokens=label_all_subtokens, words_key=words_key, tags_key=tags_key)

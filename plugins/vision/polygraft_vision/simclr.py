@@ -26,8 +26,8 @@ from torch.nn import functional as F
 
 from polygraft.errors import IncompatibleComponentsError
 from polygraft.features import Batch
-from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces import DataPipeline, StepOutput
+from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.preprocessor import Preprocessor
 
