@@ -107,6 +107,7 @@ class Trainer:
         """Train, validate, checkpoint; save the model; then evaluate ``test_data`` (``test/...`` metrics) and
         write the results into the run directory."""
         self.dist.setup(self.device)
+        deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
         try:
             train_loader, val_loader = self._setup(module, train_data, val_data)
             if self.run is not None:
@@ -130,6 +131,7 @@ class Trainer:
                              stop_reason=self._stop_reason or "finished", history=self.logger.history,
                              skipped=skipped)
         finally:
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
             if self.logger is not None:
                 self.logger.close()
             self.model = None  # release DDP's reducer while the process group still exists
@@ -168,7 +170,7 @@ class Trainer:
     def _setup(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None) -> tuple[Any, Any]:
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        if cfg.deterministic:
+        if cfg.deterministic:  # process-wide: fit() restores the previous setting when it returns
             torch.use_deterministic_algorithms(True, warn_only=True)
         check_sizes(train_data, batch_size=cfg.batch_size, world_size=self.dist.world_size,
                     drop_last=cfg.drop_last, split="train")

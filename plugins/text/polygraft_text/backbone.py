@@ -122,6 +122,8 @@ def _build_model(config: Any, weights: str | None) -> nn.Module:
     def make(**kwargs: Any) -> nn.Module:
         if weights is None:
             return AutoModel.from_config(config, **kwargs)
+        if (Path(weights) / "model.safetensors").is_file():  # prefer safetensors when both formats are there
+            kwargs["use_safetensors"] = True
         return _load_pretrained(AutoModel, weights, **kwargs)
 
     try:
@@ -215,11 +217,17 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
         if config is not None or config_values:
             raise ConfigError("give either weights=... or config values for a random init, not both")
         location = _resolve_weights(str(weights))
+        tok = load_tokenizer(tokenizer or location)
         try:
-            tok = load_tokenizer(tokenizer or location)
             model = _build_model(None, location)
-        except OSError as exc:
-            raise WeightsError(f"cannot load bert weights {weights!r}: {exc}") from exc
+        except WeightsError:
+            raise
+        except Exception as exc:  # a pickled .bin refused by weights_only loading, a damaged file, a bad config
+            raise WeightsError(
+                f"{location}: cannot load these bert weights ({type(exc).__name__}); polygraft loads model.safetensors "
+                "(or weights-only torch files) and never unpickles arbitrary objects. Convert the checkpoint to "
+                "safetensors, or check that the folder was saved with save_pretrained"
+            ) from None
     else:
         if tokenizer is None:
             if config is None:
