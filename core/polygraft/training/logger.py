@@ -39,9 +39,10 @@ class TrainingLogger:
             else:
                 self.tensorboard = SummaryWriter(str(run.path / "tensorboard"))
 
-    def advance(self, steps: int = 1) -> None:
+    def advance(self) -> None:
+        """One optimizer step done."""
         if self.bar is not None:
-            self.bar.update(steps)
+            self.bar.update(1)
 
     def log(self, row: Mapping[str, Any]) -> None:
         row = dict(row)
