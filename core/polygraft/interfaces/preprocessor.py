@@ -38,6 +38,12 @@ class Preprocessor:
         ``truncated`` flags, ``word_ids`` or character ``offsets``. It stays on the CPU. Default: nothing."""
         return {}
 
+    def fit(self, examples: Sequence[Mapping[str, Any]]) -> None:
+        """Learn statistics from the raw training examples (a scaler's means, a vocabulary). The trainer calls it
+        once before training, with the whole training set, on every process; a resumed run calls it again, so it
+        must be deterministic. Whatever it learns must come back out of the backbone's ``export()`` options (or a
+        file ``export`` writes), so ``polygraft.load`` rebuilds the same preprocessing. Default: nothing to fit."""
+
     def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
         """The size that drives compute for each raw example (tokens for text, frames for audio), or ``None``
         when examples are all alike (fixed-size images). The trainer uses it to batch similar lengths together
