@@ -194,6 +194,12 @@ def _resolve_weights(weights: str) -> str:
     return weights
 
 
+def _same_folder(config: str, location: str) -> bool:
+    config_path, weights_path = Path(config).expanduser(), Path(location).expanduser()
+    folder = config_path.parent if config_path.name == "config.json" else config_path
+    return folder.exists() and weights_path.exists() and folder.resolve() == weights_path.resolve()
+
+
 def create_bert_backbone(*, weights: str | None = None, config: str | None = None, tokenizer: str | None = None,
                          pooling: str = "cls", max_length: int = 128, model_type: str = "bert",
                          **config_values: Any) -> BertBackbone:
@@ -201,7 +207,8 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
 
     Args:
         weights: local HF directory or hub id (aliases and polygraft runs are resolved by core first).
-        config: HF config directory or ``config.json`` for a random-init model of that architecture.
+        config: HF config directory or ``config.json`` for a random-init model of that architecture (with
+            ``weights``, only the weights' own folder: then ``weights: null`` is a random init of the same model).
         tokenizer: local tokenizer directory or ``vocab.txt``; defaults to the weights/config directory.
         pooling: ``cls`` (first token) or ``mean`` (masked mean of the last layer).
         max_length: truncation length in tokens (truncated examples are counted).
@@ -214,9 +221,10 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
     if unknown:
         raise ConfigError(f"unknown bert options {sorted(unknown)}; config values are {list(CONFIG_KEYS)}")
     if weights is not None:
-        if config is not None or config_values:
-            raise ConfigError("give either weights=... or config values for a random init, not both")
         location = _resolve_weights(str(weights))
+        if config_values or (config is not None and not _same_folder(packaged_dir(config), location)):
+            raise ConfigError("give either weights=... or config values for a random init, not both (config may "
+                              "name the weights' own folder, so that weights=null gives that architecture at random)")
         tok = load_tokenizer(tokenizer or location)
         try:
             model = _build_model(None, location)
