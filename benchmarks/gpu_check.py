@@ -51,7 +51,7 @@ SIZES: dict[str, dict[str, Any]] = {
                       "max_length": 32},
              "words": (5, 25), "vocab": 200, "text_batch": 4,
              "timm": "test_resnet", "image": 32, "image_batch": 4,
-             "det_image": 64, "det_batch": 2, "det_head": {"fpn_channels": 32, "extra_levels": 0}},
+             "det_image": 64, "det_batch": 2, "det_head": {"fpn_channels": 64, "extra_levels": 0}},
 }
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 CLASSES = [f"class{i}" for i in range(10)]

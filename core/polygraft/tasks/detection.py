@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from polygraft.errors import DataError, IncompatibleComponentsError
+from polygraft.errors import ConfigError, DataError, IncompatibleComponentsError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
@@ -62,6 +62,20 @@ class FCOSDetectionHead(Head):
                                               "(map_channels and map_strides), e.g. timm with features='maps'")
         if extra_levels not in (0, 2):
             raise IncompatibleComponentsError(f"extra_levels must be 0 or 2 (P6, P7), got {extra_levels}")
+        if levels < 1 or head_convs < 0:
+            raise ConfigError(f"detection: levels must be ≥ 1 and head_convs ≥ 0, got levels={levels}, "
+                              f"head_convs={head_convs}")
+        # torchvision's FCOS head follows each of its head_convs convolutions with GroupNorm(32 groups): the
+        # channels must split into 32 groups, and F.group_norm refuses a group holding a single value, which is
+        # what 32 channels give on a single image's 1x1 map (P7 of any input up to 4x the coarsest stride)
+        if head_convs > 0 and (fpn_channels % 32 or fpn_channels < 64):
+            raise ConfigError(f"detection: fpn_channels must be a multiple of 32 and at least 64 (64, 96, 128, ...), "
+                              f"got {fpn_channels}: the FCOS head normalises with GroupNorm in 32 groups, and with "
+                              "32 channels a single image's 1x1 top pyramid map leaves one value per group, which "
+                              "GroupNorm cannot normalise (head_convs: 0 has no GroupNorm and takes any "
+                              "fpn_channels ≥ 1)")
+        if fpn_channels < 1:
+            raise ConfigError(f"detection: fpn_channels must be ≥ 1, got {fpn_channels}")
         levels = min(levels, len(map_channels))
         self.level_indices = list(range(len(map_channels)))[-levels:]
         strides = [int(map_strides[i]) for i in self.level_indices]
@@ -168,7 +182,13 @@ class DetectionTask(Task):
         self.flip_prob = flip_prob
         from torchmetrics.detection import MeanAveragePrecision
 
-        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        from pycocotools.cocoeval import Params
+
+        # COCO's own float64 thresholds: torchmetrics' float32 linspace makes 0.07 into 0.0700000003, which moves
+        # map and map_50 away from COCOeval on the same boxes
+        coco = Params(iouType="bbox")
+        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools",
+                                           iou_thresholds=coco.iouThrs.tolist(), rec_thresholds=coco.recThrs.tolist())
 
     def data_pipeline(self, *, training: bool) -> DetectionPipeline:
         return DetectionPipeline(self.backbone.preprocessor, self.label_names, training=training,

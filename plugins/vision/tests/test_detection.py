@@ -55,7 +55,7 @@ def test_needs_feature_maps(catalog):
 def test_trains_on_shapes_and_metrics_are_finite(catalog, shapes_dir, tmp_path):
     data = polygraft.load_dataset("coco", catalog=catalog, annotations=str(shapes_dir / "annotations.json"))
     train, val = data.split([16, 8], seed=0)
-    task = make_task(catalog, labels=data.label_names, fpn_channels=32, extra_levels=0)
+    task = make_task(catalog, labels=data.label_names, fpn_channels=64, extra_levels=0)
     result = Trainer(TrainerConfig(max_steps=6, batch_size=8, lr=2e-3, progress=False),
                      output_dir=tmp_path / "run").fit(task, train_data=train, val_data=val)
     for key in ("val/map", "val/map_50", "val/map_75"):
