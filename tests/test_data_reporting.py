@@ -82,7 +82,7 @@ def test_a_failing_test_evaluation_keeps_the_trained_model(tmp_path) -> None:
     broken = ListSource([{"label": "class_0", "_origin": "test.jsonl:7"}], label_names=data.label_names)
     trainer = polygraft.Trainer(polygraft.TrainerConfig(max_steps=2, batch_size=4, progress=False),
                                 output_dir=tmp_path)
-    with pytest.raises(DataError, match="test.jsonl:7"):
+    with pytest.raises(DataError, match=r"test\.jsonl:7"):
         trainer.fit(task, train_data=data, test_data=broken)
     assert polygraft.load(tmp_path).label_names == data.label_names  # saved before the test split failed
 

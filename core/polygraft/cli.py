@@ -4,6 +4,8 @@ Example:
     $ polygraft plugins --json
     $ polygraft list backbones --modality vision
     $ polygraft finetune examples/text/sentiment.yaml trainer.max_steps=5
+    $ polygraft new-plugin tabular --modality tabular --dir plugins-dev
+    $ polygraft doctor --json
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from polygraft.errors import PolygraftError
 from polygraft.specs import KIND_PLURALS
 
 LIST_KINDS = [plural for kind, plural in KIND_PLURALS.items()]
+KIND_SINGULAR = {plural: kind for kind, plural in KIND_PLURALS.items()}
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -29,10 +32,16 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from polygraft.importcheck import factory_problems
     from polygraft.plugins import build_catalog
 
     catalog = build_catalog()
     infos = [info.to_dict() for info in catalog.plugins]
+    by_distribution = {info["distribution"]: info for info in infos if info["status"] == "ok"}
+    for problem in factory_problems(catalog):  # found without importing the factories
+        if problem.owner in by_distribution:
+            by_distribution[problem.owner]["notes"].append(f"{problem.kind} {problem.name!r} cannot be created: "
+                                                           f"{problem.problem}")
     if args.json:
         print(json.dumps(infos, indent=2))
         return 0
@@ -52,20 +61,51 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from polygraft.api import list_components
+    from polygraft.importcheck import factory_problems
     from polygraft.plugins import build_catalog
 
     catalog = build_catalog()
     rows = list_components(args.kind, modality=args.modality, catalog=catalog)
     failed = [f"{info.distribution} ({info.name})" for info in catalog.failed_plugins()]
+    kind = KIND_SINGULAR[args.kind]
+    problems = {(p.owner, p.name): p for p in factory_problems(catalog, kinds={kind})}
+    for row in rows:
+        problem = problems.get((row["plugin"], row["name"].rpartition(":")[2]))
+        row["problem"] = problem.problem if problem else None
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         table = [[r["name"], r["modality"], r["plugin"], r["description"]] for r in rows]
         print(_table(table, ["name", "modality", "plugin", "description"]) if table else f"no {args.kind} registered")
+    for problem in problems.values():
+        print(f"note: {problem}", file=sys.stderr)
     if failed:
         print(f"note: {len(failed)} plugin(s) failed to load and may be missing here: {', '.join(failed)}; "
               "see `polygraft plugins`", file=sys.stderr)
     return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from polygraft.scaffold import new_plugin, plugin_values
+
+    root = new_plugin(args.name, modality=args.modality, directory=args.dir, input_key=args.input_key,
+                      force=args.force)
+    values = plugin_values(args.name, modality=args.modality, input_key=args.input_key)
+    print(f"wrote {root}")
+    print(f"  backbone {values['backbone']!r}, dataset {values['dataset']!r}, modality {values['modality']!r}")
+    print("next:")
+    print(f"  cd {root} && pip install -e . && polygraft plugins")
+    print("  pytest                               # the conformance kit on every component")
+    print("  polygraft finetune recipes/example.yaml")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from polygraft.doctor import diagnose, exit_code, format_report
+
+    report = diagnose()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return exit_code(report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,12 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     add_training_commands(sub)  # finetune, pretrain, evaluate, predict (cli_run.py)
+
+    p = sub.add_parser("new-plugin", help="write a new plugin distribution to start from (backbone, preprocessor, "
+                       "dataset, recipe, tests)")
+    p.add_argument("name", help="plugin name: NAME becomes the distribution polygraft-NAME")
+    p.add_argument("--modality", default="any", metavar="M", help="text, vision, speech, any, or a new modality the "
+                   "plugin declares (e.g. tabular); default: any")
+    p.add_argument("--input-key", metavar="KEY", help="raw example key of a new modality's input (default x)")
+    p.add_argument("--dir", default=".", help="where to create the folder polygraft-NAME (default: here)")
+    p.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
+    p.set_defaults(func=cmd_new_plugin)
+
+    p = sub.add_parser("doctor", help="versions, devices, plugins, weights, and what is misconfigured (exit 1)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    positional = "items" if hasattr(args, "items") else "overrides" if hasattr(args, "overrides") else None
+    if extras and positional and not any(extra.startswith("-") for extra in extras):
+        setattr(args, positional, [*getattr(args, positional), *extras])  # overrides written after the options
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

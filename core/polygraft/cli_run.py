@@ -102,6 +102,28 @@ def _human(result: dict[str, Any]) -> str:
     return json.dumps(result)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from polygraft.compare import compare
+    from polygraft.compare_report import render_text
+    from polygraft.errors import ConfigError
+
+    recipes = [item for item in args.items if "=" not in item]
+    overrides = [item for item in args.items if "=" in item]
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes integers separated by commas, got {args.seeds!r}") from None
+    comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
+                         variant_file=args.variants)
+    if args.json:
+        print(json.dumps(comparison, indent=2))
+    else:
+        print(render_text(comparison))
+        print(f"\nwrote {args.output}/comparison.md, comparison.json and comparison.png")
+    failed = any(run["status"] == "failed" for row in comparison["variants"] for run in row["runs"])
+    return 1 if failed else 0
+
+
 def add_commands(sub: Any) -> None:
     """Register the training commands on the main parser's subparsers."""
     for name, helptext in (("finetune", "fine-tune a task from a YAML recipe"),
@@ -118,6 +140,20 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--split", choices=["train", "val", "test"], help="which data split of the recipe")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train variants of recipes and compare them side by side",
+                       description="Train every recipe x every --vary combination (or the variants of a --variants "
+                                   "file) x every seed, each in its own process, and write comparison.md/.json/.png. "
+                                   "Finished variants are reused and interrupted ones resume when run again.")
+    p.add_argument("items", nargs="*", metavar="RECIPE | key=value",
+                   help="recipes, and overrides applied to every variant (e.g. trainer.max_epochs=1)")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                   help="one axis of variants, e.g. --vary weights=minilm-l6,null --vary strategy=full,lora")
+    p.add_argument("--variants", metavar="FILE.yaml", help="named variants: {recipes: [...], variants: {name: {...}}}")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows mean ± std (default 0)")
+    p.add_argument("--output", required=True, metavar="DIR", help="where the runs and reports go")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths")
     p.add_argument("run_dir")

@@ -123,7 +123,10 @@ class Catalog:
         try:
             check_hook_names(module, self.pm)
             self.pm.register(module, name=name)
-            self.pm.check_pending()
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:  # @hookimpl on a name that is no polygraft hook
+                raise PluginError(f"{exc}; polygraft's hooks are {', '.join(hookspecs.COLLECTING_HOOKS)}") from None
             staged = self._collect(name)
             self._commit(staged, owner=distribution)
         except Exception as exc:  # one broken plugin must not brick the host

@@ -110,11 +110,14 @@ class BackboneSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class TaskSpec(ComponentSpec):
-    """A fine-tuning task: head + loss + metrics + decoding. ``consumes`` is the feature kind it needs."""
+    """A fine-tuning task: head + loss + metrics + decoding. ``consumes`` is the feature kind it needs;
+    ``metric`` the metric that sums a run up (``polygraft compare`` ranks by it; losses and error rates are
+    lower-is-better)."""
 
     kind: ClassVar[str] = "task"
     consumes: str = "pooled"
     target: str = "class"
+    metric: str = "loss"
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,10 @@ class DatasetSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class ObjectiveSpec(ComponentSpec):
-    """A pretraining objective (MLM, contrastive, wav2vec2...)."""
+    """A pretraining objective (MLM, contrastive, wav2vec2...); ``metric`` sums a run up (default its loss)."""
 
     kind: ClassVar[str] = "objective"
+    metric: str = "loss"
 
 
 @dataclass(frozen=True)

@@ -48,23 +48,23 @@ def polygraft_register_datasets(register: Register) -> None:
 def polygraft_register_tasks(register: Register) -> None:
     register(TaskSpec(
         name="classification", factory="polygraft.tasks.classification:ClassificationTask",
-        consumes="pooled", target="class",
+        consumes="pooled", target="class", metric="accuracy",
         description="One label per example from pooled features: accuracy, macro-F1, top-5, confusion matrix.",
     ))
     register(TaskSpec(
         name="token-classification", factory="polygraft.tasks.token_classification:TokenClassificationTask",
-        consumes="sequence", target="tags",
+        consumes="sequence", target="tags", metric="f1",
         description="One BIO tag per word from sequence features (NER): entity-level precision/recall/F1 "
                     "(seqeval), entity spans with character offsets. Needs polygraft[ner].",
     ))
     register(TaskSpec(
-        name="ctc", factory="polygraft.tasks.ctc:CTCTask", consumes="sequence", target="transcript",
+        name="ctc", factory="polygraft.tasks.ctc:CTCTask", consumes="sequence", target="transcript", metric="wer",
         description="Character sequences from sequence features with CTC (speech recognition): vocabulary from the "
                     "training transcripts, greedy or beam decoding, WER and CER (torchmetrics).",
     ))
     register(TaskSpec(
         name="detection", factory="polygraft.tasks.detection:DetectionTask",
-        consumes="maps", target="boxes",
+        consumes="maps", target="boxes", metric="map_50",
         description="Boxes from multi-scale feature maps: torchvision FPN + FCOS head; COCO mAP@[.5:.95] and "
                     "mAP@.5 (torchmetrics, pycocotools). Needs polygraft[detection].",
     ))

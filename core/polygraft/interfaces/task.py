@@ -46,18 +46,20 @@ class Task(TrainingModule):
         return {"kind": "task", "task": self.spec_name, "label_names": self.label_names, "options": self.options}
 
     @classmethod
-    def labels_from_data(cls, source: DataSource, *, label_key: str = "label", **options: Any) -> list[str]:
+    def labels_from_data(cls, source: DataSource, *, label_key: str | None = None, **options: Any) -> list[str]:
         """The label names a recipe without ``labels:`` trains on: the source's ``label_names``, else every
-        label its examples carry, sorted. Tasks with another kind of target override it (CTC: characters)."""
+        label its examples carry under the task's ``label_key`` (one label, or a list of them per example, as
+        detection's boxes and NER's tags), sorted. Tasks with another kind of target override it (CTC)."""
         if source.label_names:
             return list(source.label_names)
-        seen = set()
+        key = label_key or cls.label_key
+        seen: set[str] = set()
         for index in range(len(source)):
             example = source[index]
-            if label_key not in example:
-                raise DataError(f"example {index} has no {label_key!r}; set task_options.label_key",
-                                path=example.get("_origin"))
-            seen.add(str(example[label_key]))
+            if key not in example:
+                raise DataError(f"example {index} has no {key!r}; give the data a {key!r} or list the recipe's "
+                                "labels:", path=example.get("_origin"))
+            seen.update(_labels_of(example[key]))
         return sorted(seen)
 
     def unknown_labels(self, source: DataSource) -> list[str]:
@@ -65,7 +67,8 @@ class Task(TrainingModule):
         if source.label_names is not None:
             found = [str(name) for name in source.label_names]
         elif isinstance(source, InMemorySource):
-            found = [str(example[self.label_key]) for example in source.examples if self.label_key in example]
+            found = [name for example in source.examples if self.label_key in example
+                     for name in _labels_of(example[self.label_key])]
         else:
             return []
         known = set(self.label_names)
@@ -74,6 +77,10 @@ class Task(TrainingModule):
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN input --draw out.png``: render a prediction; tasks that can draw override it."""
         raise ConfigError(f"task {self.spec_name!r} cannot draw its predictions; drop --draw")
+
+
+def _labels_of(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
 
 
 class LabelEncoder:

@@ -180,9 +180,8 @@ class DetectionTask(Task):
         head = FCOSDetectionHead(backbone.map_channels, backbone.map_strides, len(label_names), **head_options)
         super().__init__(backbone, head, label_names=label_names, flip_prob=flip_prob, **head_options)
         self.flip_prob = flip_prob
-        from torchmetrics.detection import MeanAveragePrecision
-
         from pycocotools.cocoeval import Params
+        from torchmetrics.detection import MeanAveragePrecision
 
         # COCO's own float64 thresholds: torchmetrics' float32 linspace makes 0.07 into 0.0700000003, which moves
         # map and map_50 away from COCOeval on the same boxes

@@ -1,0 +1,193 @@
+"""``polygraft compare``: train several variants of one or more recipes and put them side by side.
+
+Variants are the cartesian product of ``--vary key=v1,v2`` options (each value is a YAML override, ``null``
+included) applied to every recipe, or named override sets from a small YAML file::
+
+    recipes: [examples/text/sentiment.yaml]
+    seeds: [0, 1]
+    variants:
+      pretrained: {}
+      random-init: {weights: null}
+
+Each variant and seed trains in its own process (``python -m polygraft finetune|pretrain``) into
+``OUTPUT/runs/<variant>-seed<k>/``, so peak memory is its own and a failing variant never stops the others. A
+variant whose run directory already holds results for the same resolved recipe is read, not trained again, and an
+interrupted one resumes from its last checkpoint: re-running an interrupted comparison finishes it.
+
+Example:
+    >>> from polygraft.compare import plan_variants
+    >>> [v.name for v in plan_variants(["a.yaml"], vary=["strategy=full,lora", "weights=x,null"])]
+    ['a.strategy=full.weights=x', 'a.strategy=full.weights=null', 'a.strategy=lora.weights=x', 'a.strategy=lora.weights=null']
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polygraft.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One recipe with overrides, trained once per seed."""
+
+    name: str
+    recipe: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """One trained (or reused) run of a variant and seed."""
+
+    variant: Variant
+    seed: int
+    run_dir: Path
+    status: str = "trained"  # trained | reused | failed
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def _split_values(text: str) -> list[str]:
+    """``a,b,[1, 2],{x: 1}`` → the top-level comma-separated values (brackets kept together)."""
+    values, depth, current = [], 0, ""
+    for char in text:
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        if char == "," and depth == 0:
+            values.append(current.strip())
+            current = ""
+        else:
+            current += char
+    values.append(current.strip())
+    return [value for value in values if value]
+
+
+def parse_vary(option: str) -> tuple[str, list[str]]:
+    """``strategy=full,lora`` → ``("strategy", ["full", "lora"])``."""
+    key, sep, values = option.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise ConfigError(f"--vary {option!r} must look like key=value1,value2")
+    return key.strip(), _split_values(values)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")[:80]
+
+
+def plan_variants(recipes: Sequence[str], *, vary: Sequence[str] = (), named: dict[str, dict[str, Any]] | None = None,
+                  common: Sequence[str] = ()) -> list[Variant]:
+    """Every recipe × every combination of ``--vary`` values (or × every named override set)."""
+    if not recipes:
+        raise ConfigError("compare needs at least one recipe")
+    axes = [parse_vary(option) for option in vary]
+    keys = [key for key, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--vary names a key twice: {keys}")
+    variants = []
+    for recipe in recipes:
+        stem = Path(recipe).stem
+        if named:
+            for label, overrides in named.items():
+                pairs = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+                         for key, value in (overrides or {}).items()]
+                prefix = f"{stem}." if len(recipes) > 1 else ""
+                variants.append(Variant(f"{prefix}{label}", recipe, (*common, *pairs)))
+            continue
+        for combination in itertools.product(*(values for _, values in axes)) if axes else [()]:
+            pairs = [f"{key}={value}" for key, value in zip(keys, combination)]
+            variants.append(Variant(".".join([stem, *pairs]) if pairs else stem, recipe, (*common, *pairs)))
+    names = [variant.name for variant in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two variants would share a name: {names}")
+    return variants
+
+
+def read_variant_file(path: str | Path) -> tuple[list[str], dict[str, dict[str, Any]], list[int] | None]:
+    """``(recipes, named variants, seeds)`` from a comparison YAML file (see the module docstring)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the comparison file ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or not data.get("recipes"):
+        raise ConfigError(f"{path}: a comparison file has 'recipes: [...]' and 'variants: {{name: {{overrides}}}}'")
+    unknown = set(data) - {"recipes", "variants", "seeds"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; use recipes, variants and seeds")
+    recipes = [str(Path(path).parent / r) if not Path(r).exists() else str(r) for r in data["recipes"]]
+    return recipes, data["variants"], data.get("seeds")
+
+
+def _command(variant: Variant) -> str:
+    raw = yaml.safe_load(Path(variant.recipe).read_text()) or {}
+    return "finetune" if raw.get("task") else "pretrain"
+
+
+def _resolved(variant: Variant, seed: int, run_dir: Path) -> dict[str, Any]:
+    from polygraft.recipe import Recipe
+
+    recipe = Recipe.from_yaml(variant.recipe, [*variant.overrides, f"trainer.seed={seed}", f"output_dir={run_dir}"])
+    return recipe.to_dict()
+
+
+def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr) -> Outcome:
+    """Train (or reuse, or resume) one variant and seed in a child process; never raises for a failed run."""
+    run_dir = output / "runs" / f"{_slug(variant.name)}-seed{seed}"
+    outcome = Outcome(variant, seed, run_dir)
+    try:
+        wanted = _resolved(variant, seed, run_dir)
+    except Exception as exc:  # a bad override: report it as this variant's failure
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        return outcome
+    results_file, config_file = run_dir / "results.json", run_dir / "config.yaml"
+    if results_file.is_file() and config_file.is_file() and yaml.safe_load(config_file.read_text()) == wanted:
+        outcome.status, outcome.results = "reused", json.loads(results_file.read_text())
+        return outcome
+    overrides = [*variant.overrides, f"trainer.seed={seed}", f"output_dir={run_dir}", "trainer.progress=false"]
+    if (run_dir / "checkpoints" / "last.pt").is_file() and not results_file.is_file():
+        overrides.append("resume=last")
+        outcome.status = "resumed"
+    print(f"[compare] {variant.name} seed {seed}: {outcome.status if outcome.status == 'resumed' else 'training'}"
+          f" → {run_dir}", file=log, flush=True)
+    command = [sys.executable, "-m", "polygraft", _command(variant), variant.recipe, *overrides, "--json"]
+    process = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
+    if process.returncode != 0 or not results_file.is_file():
+        lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
+        outcome.status, outcome.error = "failed", lines[-1] if lines else f"exit code {process.returncode}"
+        print(f"[compare] {variant.name} seed {seed} failed: {outcome.error}", file=log, flush=True)
+        return outcome
+    outcome.results = json.loads(results_file.read_text())
+    return outcome
+
+
+def compare(recipes: Sequence[str], *, output: str | Path, vary: Sequence[str] = (), seeds: Sequence[int] = (0,),
+            common: Sequence[str] = (), variant_file: str | Path | None = None, log: Any = sys.stderr) -> dict[str, Any]:
+    """Run every variant × seed, then write ``comparison.md``, ``comparison.json`` and ``comparison.png`` into
+    ``output``; returns the comparison (what ``comparison.json`` holds)."""
+    from polygraft.compare_report import summarise, write_reports
+
+    named = None
+    if variant_file is not None:
+        file_recipes, named, file_seeds = read_variant_file(variant_file)
+        recipes = [*recipes, *file_recipes]
+        seeds = file_seeds if file_seeds and tuple(seeds) == (0,) else seeds
+    variants = plan_variants(recipes, vary=vary, named=named, common=common)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    outcomes = [run_variant(variant, int(seed), output, log=log) for variant in variants for seed in seeds]
+    comparison = summarise(outcomes, seeds=[int(s) for s in seeds])
+    write_reports(comparison, output)
+    return comparison
