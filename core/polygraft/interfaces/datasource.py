@@ -35,6 +35,12 @@ class DataSource(Sequence[dict[str, Any]]):
     name: str = ""
     label_names: list[str] | None = None
 
+    #: Where examples come from, for the trainer's input cache. ``"memory"``: already in memory (no copy is
+    #: worth keeping); ``"files"``: each read decodes a file and gives the same example every time (decoded
+    #: copies may be kept in memory while augmented training transforms them anew each epoch); ``None`` (the
+    #: default): not declared, so the trainer assumes nothing and prepares training examples every epoch.
+    storage: str | None = None
+
     def __init__(self) -> None:
         self.skipped: Counter[str] = Counter()  # reason -> count; reported, never silent
         self.skipped_at: dict[str, list[str]] = {}  # reason -> the first few places
@@ -100,11 +106,18 @@ class DataSource(Sequence[dict[str, Any]]):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "size": len(self), "labels": self.label_names, "skipped": self.skip_report()}
 
+    def fingerprint(self) -> str | None:
+        """A text that changes whenever any example could (file names, sizes and modification times, the
+        dataset's options), or ``None`` (the default) when the source cannot tell: prepared examples of such a
+        source are then kept in memory only, never in the on-disk cache."""
+        return None
+
 
 class InMemorySource(DataSource):
     """Base for sources that read everything into ``self.examples`` up front (files parsed once)."""
 
     examples: list[dict[str, Any]]
+    storage = "memory"
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -141,3 +154,15 @@ class SubsetSource(DataSource):
 
     def _example(self, index: int) -> dict[str, Any]:
         return self.parent[self.indices[index]]
+
+    @property  # type: ignore[override]
+    def storage(self) -> str | None:
+        return self.parent.storage
+
+    def fingerprint(self) -> str | None:
+        parent = self.parent.fingerprint()
+        if parent is None:
+            return None
+        import hashlib
+
+        return hashlib.sha256(f"{parent}/{self.indices}".encode()).hexdigest()

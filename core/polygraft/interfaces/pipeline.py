@@ -27,7 +27,16 @@ class DataPipeline:
     """Picklable: ``prepare`` one raw example (inputs + target), ``collate`` prepared examples into a batch.
 
     It must not hold a reference to the training module, so DataLoader workers never copy the weights.
+
+    The trainer prepares each example once and reuses the result across epochs and validations when preparation
+    is deterministic (see :meth:`deterministic`); ``collate`` always runs per batch, so random masking or mixing
+    done there stays random.
     """
+
+    #: Whether ``prepare`` draws random numbers of its own, besides its preprocessor's (a random flip, a random
+    #: crop of a long input): ``True`` = it does; ``False`` = ``prepare`` is a function of the raw example, the
+    #: pipeline's settings and its preprocessor's output only; ``None`` (the default) = not declared.
+    random_prepare: bool | None = None
 
     def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -40,6 +49,30 @@ class DataPipeline:
         inputs of several examples (uses ``self.preprocessor``)."""
         preprocessor = self.preprocessor  # type: ignore[attr-defined]
         return {"inputs": preprocessor.collate(inputs), "meta": dict(preprocessor.collate_meta(inputs))}
+
+    def deterministic(self) -> bool | None:
+        """``True`` when ``prepare`` gives the same result for the same example every time, ``False`` when it is
+        random (augmentation in ``prepare`` or in the preprocessor), ``None`` when unknown.
+
+        The default combines :attr:`random_prepare` with ``self.preprocessor.deterministic``. An undeclared
+        pipeline whose preprocessor is deterministic is unknown; the trainer then still reuses its training
+        results when the training pipeline equals the evaluation one (see ``polygraft.training.prepared``).
+        """
+        if self.random_prepare:
+            return False
+        preprocessor = getattr(self, "preprocessor", None)
+        prepared_by = getattr(preprocessor, "deterministic", None) if preprocessor is not None else True
+        if prepared_by is False:
+            return False
+        return True if self.random_prepare is False and prepared_by else None
+
+    def fingerprint(self) -> str | None:
+        """A text that changes whenever ``prepare``'s result for the same example could (the class, its settings
+        and its preprocessor's :meth:`~polygraft.interfaces.Preprocessor.fingerprint`), or ``None`` when some
+        part of the pipeline's state cannot be described. The default walks the pipeline's attributes."""
+        from polygraft.training.fingerprint import state_fingerprint
+
+        return state_fingerprint(self)
 
     def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
         """Per-example compute size (e.g. tokens) for length-grouped batching, or ``None`` if unknown.

@@ -25,6 +25,13 @@ class Preprocessor:
     #: which raw example key carries the input (``text``, ``image``, ``audio``, ``x``)
     input_key: str = "x"
 
+    #: ``True`` when ``__call__`` returns the same output for the same example every time (no random augmentation)
+    #: and :meth:`fingerprint` names every setting that changes that output: the trainer may then prepare each
+    #: example once and keep the result, in memory or in a cache on disk. ``False`` for augmenting variants (what
+    #: ``for_training`` returns when it augments). ``None`` (the default): unknown, so training examples are prepared
+    #: every epoch and evaluation results are kept in memory only, never on disk.
+    deterministic: bool | None = None
+
     def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
         """Model inputs for one raw example (unbatched)."""
         raise NotImplementedError
@@ -88,3 +95,12 @@ class Preprocessor:
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings (shown to people and saved in the run directory)."""
         return {"type": type(self).__name__}
+
+    def fingerprint(self) -> str | None:
+        """A text that changes whenever ``__call__``'s output for the same example could change; part of the key of
+        the trainer's on-disk cache of prepared examples. The default is :meth:`describe` as JSON; override it when
+        ``describe`` leaves something out (a tokenizer's vocabulary, fitted statistics), or return ``None`` when
+        the output cannot be pinned down (nothing is then cached on disk)."""
+        import json
+
+        return json.dumps(self.describe(), sort_keys=True, default=str)

@@ -27,6 +27,7 @@ from polygraft.interfaces.pipeline import DataPipeline
 if TYPE_CHECKING:
     from polygraft.interfaces.datasource import DataSource
     from polygraft.run import RunDirectory
+    from polygraft.training.callbacks import Callback
 
 
 @dataclass
@@ -88,6 +89,11 @@ class TrainingModule(nn.Module):
         """This module's section of ``polygraft.json`` (JSON-serialisable): ``{"kind": "task" | "backbone", ...}``.
         The backbone's section is added by :func:`polygraft.model_io.save_model`."""
         raise NotImplementedError
+
+    def callbacks(self) -> list[Callback]:
+        """Trainer callbacks the module needs (an objective's schedule that follows optimizer steps...); none by
+        default."""
+        return []
 
     def unknown_labels(self, source: DataSource) -> list[str]:
         """Labels in ``source`` this module cannot score (checked for val/test before training); none by default."""

@@ -20,6 +20,20 @@ PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "sgd")
 
+CACHE_MODES = ("auto", "memory", "disk", "off")
+
+
+def cache_mode(value: bool | str) -> str:
+    """``trainer.cache`` normalised: ``true``/``auto`` → ``auto``; ``false``/``off`` → ``off``; ``memory``; ``disk``."""
+    if value is True or value is False:
+        return "auto" if value else "off"
+    mode = str(value).strip().lower()
+    mode = {"true": "auto", "on": "auto", "false": "off", "no": "off", "none": "off"}.get(mode, mode)
+    if mode not in CACHE_MODES:
+        raise ConfigError(f"trainer.cache must be one of {CACHE_MODES} (or true/false), got {value!r}")
+    return mode
+
+
 REMOVED = {
     "early_stopping": "callbacks: [{name: early-stopping, monitor: val/loss, patience: 3}]",
     "monitor": "callbacks: [{name: best-checkpoint, monitor: val/accuracy}]",
@@ -49,7 +63,9 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False
     channels_last: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None  # DataLoader workers; null = chosen per split from the machine and the data
+    cache: bool | str = "auto"  # keep prepared examples across epochs: auto | memory | disk | false (see prepared.py)
+    cache_memory_mb: int | None = None  # memory for kept examples; null = a quarter of the available memory
     eval_every: int | None = None  # steps; None = at the end of each epoch
     log_every: int = 10
     checkpoint_every: int | None = None  # steps; None = each validation
@@ -80,6 +96,10 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"trainer.{name} must be ≥ 1 (or null), got {value}")
-        if self.lr < 0 or self.weight_decay < 0 or self.num_workers < 0 or not 0 <= self.warmup_ratio < 1:
+        workers = self.num_workers if self.num_workers is not None else 0
+        if self.lr < 0 or self.weight_decay < 0 or workers < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("trainer.lr, weight_decay and num_workers must be ≥ 0 and warmup_ratio in [0, 1); got "
                               f"{self.lr}, {self.weight_decay}, {self.num_workers} and {self.warmup_ratio}")
+        if self.cache_memory_mb is not None and self.cache_memory_mb < 0:
+            raise ConfigError(f"trainer.cache_memory_mb must be ≥ 0 (or null), got {self.cache_memory_mb}")
+        cache_mode(self.cache)  # one of auto | memory | disk | off, or true / false

@@ -1,5 +1,9 @@
 """DataLoaders for the trainer: preprocessing in workers, per-batch collation, resumable order.
 
+What a loader reads comes from :mod:`polygraft.training.prepared` (prepared examples kept in memory or on disk, or
+decoded examples) or, when nothing is kept, from :class:`PreparedDataset`; the sampler alone decides the order, so
+both give the same batches. Worker settings come from :mod:`polygraft.training.workers`.
+
 Every batch carries ``batch["meta"]["index"]``, the position of each example in its data source, beside what the
 pipeline's ``collate`` made. A :class:`~polygraft.errors.PolygraftError` raised while preparing data (a bad
 file, an unknown label) travels from a DataLoader worker to the main process as data and is raised there as
@@ -27,6 +31,7 @@ from polygraft.errors import ConfigError, PolygraftError, TrainingError
 from polygraft.interfaces import DataPipeline, DataSource
 from polygraft.training.distributed import DistributedContext, ResumableSampler, ShardSampler
 from polygraft.training.length_grouping import LengthGroupedSampler
+from polygraft.training.workers import loader_options
 
 
 class PreparedDataset(Dataset):
@@ -94,11 +99,14 @@ def check_sizes(source: DataSource, *, batch_size: int, world_size: int, drop_la
 
 def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, shuffle: bool, seed: int,
                 drop_last: bool, num_workers: int, dist: DistributedContext, pin_memory: bool,
-                group_by_length: bool = False) -> DataLoader:
+                group_by_length: bool = False, dataset: Dataset | None = None,
+                persistent_workers: bool = False) -> DataLoader:
     """A resumable training loader (``shuffle`` or ``drop_last``) or an evaluation loader (each rank its shard).
 
     Evaluation visits examples longest first when the pipeline reports lengths; ``group_by_length`` batches
-    training examples of similar length together (see :mod:`polygraft.training.length_grouping`).
+    training examples of similar length together (see :mod:`polygraft.training.length_grouping`). ``dataset``
+    gives ``(index, prepared example)`` for every index of ``source`` (a cache); by default examples are read
+    from ``source`` and prepared by ``pipeline`` each time.
     """
     sampler: ResumableSampler | ShardSampler
     if group_by_length:
@@ -118,15 +126,13 @@ def make_loader(source: DataSource, pipeline: DataPipeline, *, batch_size: int, 
         sampler = ShardSampler(len(source), rank=dist.rank, world_size=dist.world_size,
                                lengths=_lengths(source, pipeline))
     return DataLoader(
-        PreparedDataset(source, pipeline),
+        dataset if dataset is not None else PreparedDataset(source, pipeline),
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
-        num_workers=num_workers,
         collate_fn=Collate(pipeline),
-        pin_memory=pin_memory,
-        persistent_workers=False,
         generator=torch.Generator().manual_seed(seed),
+        **loader_options(num_workers, persistent=persistent_workers, pin_memory=pin_memory),
     )
 
 

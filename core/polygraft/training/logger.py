@@ -11,8 +11,11 @@ Example:
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from polygraft.run import RunDirectory
 
@@ -73,3 +76,40 @@ class TrainingLogger:
             self.bar.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class LossWindow:
+    """Loss sums on the device (no sync per step): of the current step, and of the logging window."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.step_sum = torch.zeros((), device=device)
+        self.step_batches = 0
+        self.log_sum = torch.zeros((), device=device)
+        self.log_batches, self.log_samples, self.started = 0, 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, samples: int) -> None:
+        self.step_sum += loss
+        self.step_batches += 1
+        self.log_samples += samples
+
+    def drop_step(self) -> None:
+        self.step_sum.zero_()
+        self.step_batches = 0
+
+    def end_step(self) -> torch.Tensor:
+        """The step's mean micro-batch loss (a device tensor), moved into the logging window."""
+        mean = self.step_sum / max(1, self.step_batches)
+        self.log_sum += self.step_sum
+        self.log_batches += self.step_batches
+        self.step_sum = torch.zeros_like(self.step_sum)
+        self.step_batches = 0
+        return mean
+
+    def flush(self) -> tuple[float, float]:
+        """(mean loss, samples/s) since the last flush; one device sync."""
+        elapsed = time.perf_counter() - self.started
+        loss = float(self.log_sum) / max(1, self.log_batches)
+        samples_per_s = self.log_samples / max(elapsed, 1e-9)
+        self.log_sum.zero_()
+        self.log_batches, self.log_samples, self.started = 0, 0, time.perf_counter()
+        return loss, samples_per_s

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,12 +38,14 @@ from polygraft.training import checkpoint as ckpt
 from polygraft.training.builtin_callbacks import TruncationCounter
 from polygraft.training.callbacks import Callback
 from polygraft.training.config import TrainerConfig
-from polygraft.training.data import check_sizes, checked, make_loader, position_loader
+from polygraft.training.data import check_sizes, checked, position_loader
 from polygraft.training.distributed import DistributedContext
-from polygraft.training.logger import TrainingLogger
+from polygraft.training.loaders import TrainerLoaders
+from polygraft.training.logger import LossWindow, TrainingLogger
 from polygraft.training.optim import build_optimizer, build_scheduler, default_param_groups
 from polygraft.training.precision import Precision, pick_device
 from polygraft.training.resume import checkpoint_state, restore
+from polygraft.training.usage import Usage
 
 if TYPE_CHECKING:
     from polygraft.finetune.strategy import FinetuneStrategy
@@ -99,6 +100,8 @@ class Trainer:
         self.logger: TrainingLogger | None = None
         self.max_steps = 0
         self.results: dict[str, Any] = {}  # what callbacks add to results.json
+        self.loaders: TrainerLoaders | None = None  # DataLoaders and the input cache of the current fit
+        self.usage = Usage(self.device)  # time, parameters and memory of the fit
         self._stop_reason: str | None = None
 
     # ----------------------------------------------------------------- public API
@@ -116,7 +119,10 @@ class Trainer:
                                             if data is not None})
             for callback in self.callbacks:
                 callback.on_fit_start(self)
+            self.usage.start(module)
             metrics = self._train(train_loader, val_loader)
+            self.usage.stop()
+            self.add_results(self.usage.report(samples=self.state.samples_seen))
             for strategy in self.strategies:
                 strategy.finalize(module)
             for callback in self.callbacks:
@@ -154,6 +160,7 @@ class Trainer:
 
     def on_trainable_changed(self) -> None:
         """Call after changing ``requires_grad`` during training (gradual unfreezing): re-wraps DDP."""
+        self.usage.trainable_changed()
         if self.dist.enabled:
             self._wrap_model()
 
@@ -185,18 +192,15 @@ class Trainer:
                        if (g := s.param_groups(module, lr=cfg.lr, weight_decay=cfg.weight_decay)) is not None), None)
         self.optimizer = build_optimizer(groups or default_param_groups(module, weight_decay=cfg.weight_decay),
                                          cfg, self.device)
-        train_loader = make_loader(train_data, module.data_pipeline(training=True), batch_size=cfg.batch_size,
-                                   shuffle=True, seed=cfg.seed, drop_last=cfg.drop_last,
-                                   num_workers=cfg.num_workers, dist=self.dist, pin_memory=self.device.type == "cuda",
-                                   group_by_length=cfg.group_by_length)
-        val_loader = self._eval_loader(module, val_data) if val_data is not None else None
+        self.loaders = TrainerLoaders(cfg, self.dist, pin_memory=self.device.type == "cuda")  # fresh cache per fit
+        train_loader, val_loader = self.loaders.for_fit(module, train_data, val_data)
         steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
         self.max_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * (cfg.max_epochs or 1)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self._wrap_model()
         self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
-                          TruncationCounter()]
+                          *module.callbacks(), TruncationCounter()]
         if self.resume is not None:
             restore(self, self.resume)
         elif self.run is not None:
@@ -205,21 +209,22 @@ class Trainer:
         self.logger = TrainingLogger(self.run, total_steps=self.max_steps,
                                      show_progress=cfg.progress and self.dist.is_main,
                                      initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
+        for line in self.loaders.lines():
+            self.message(line)
         return train_loader, val_loader
 
     def _eval_loader(self, module: TrainingModule, data: DataSource) -> Any:
-        check_sizes(data, batch_size=1, world_size=1, drop_last=False, split="evaluation")
-        return make_loader(data, module.data_pipeline(training=False),
-                           batch_size=self.config.eval_batch_size or self.config.batch_size, shuffle=False,
-                           seed=self.config.seed, drop_last=False, num_workers=self.config.num_workers,
-                           dist=self.dist, pin_memory=self.device.type == "cuda")
+        """The loader of a test split (or of ``evaluate``): read once, so nothing is kept."""
+        if self.loaders is None:
+            self.loaders = TrainerLoaders(self.config, self.dist, pin_memory=self.device.type == "cuda")
+        return self.loaders.evaluation(data, module.data_pipeline(training=False), split="test")[0]
 
     # ----------------------------------------------------------------- the loop
     def _train(self, train_loader: Any, val_loader: Any) -> dict[str, float]:
         cfg, state = self.config, self.state
         self._metrics: dict[str, float] = {}
         self._validated_at = -1
-        self._window = _Window(self.device)
+        self._window = LossWindow(self.device)
         self.module.train()
         while state.global_step < self.max_steps and self._stop_reason is None:
             position_loader(train_loader, epoch=state.epoch, skip_batches=state.batches_in_epoch, seed=cfg.seed)
@@ -398,40 +403,3 @@ class Trainer:
             self.module.save_artifacts(self.run)
         if self._stop_reason:
             self.message(self._stop_reason)
-
-
-class _Window:
-    """Loss sums on the device (no sync per step): of the current step, and of the logging window."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.step_sum = torch.zeros((), device=device)
-        self.step_batches = 0
-        self.log_sum = torch.zeros((), device=device)
-        self.log_batches, self.log_samples, self.started = 0, 0, time.perf_counter()
-
-    def add(self, loss: torch.Tensor, samples: int) -> None:
-        self.step_sum += loss
-        self.step_batches += 1
-        self.log_samples += samples
-
-    def drop_step(self) -> None:
-        self.step_sum.zero_()
-        self.step_batches = 0
-
-    def end_step(self) -> torch.Tensor:
-        """The step's mean micro-batch loss (a device tensor), moved into the logging window."""
-        mean = self.step_sum / max(1, self.step_batches)
-        self.log_sum += self.step_sum
-        self.log_batches += self.step_batches
-        self.step_sum = torch.zeros_like(self.step_sum)
-        self.step_batches = 0
-        return mean
-
-    def flush(self) -> tuple[float, float]:
-        """(mean loss, samples/s) since the last flush; one device sync."""
-        elapsed = time.perf_counter() - self.started
-        loss = float(self.log_sum) / max(1, self.log_batches)
-        samples_per_s = self.log_samples / max(elapsed, 1e-9)
-        self.log_sum.zero_()
-        self.log_batches, self.log_samples, self.started = 0, 0, time.perf_counter()
-        return loss, samples_per_s

@@ -45,6 +45,7 @@ class TextPreprocessor(Preprocessor):
     """Tokenize text (or pre-split words) with a Hugging Face fast tokenizer; pad per batch."""
 
     input_key = "text"
+    deterministic = True  # the same text always gives the same tokens
 
     def __init__(self, tokenizer: Any, *, max_length: int = 128, text_key: str = "text",
                  pair_key: str = "text_pair", tokens_key: str = "tokens") -> None:
@@ -57,6 +58,7 @@ class TextPreprocessor(Preprocessor):
         self.tokens_key = tokens_key
         self.truncation: Counter[str] = Counter()
         self._warned = False
+        self._tokenizer_hash: str | None = None
 
     @property
     def pad_token_id(self) -> int:
@@ -172,6 +174,21 @@ class TextPreprocessor(Preprocessor):
             "padding": "dynamic (longest in batch)",
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
         }
+
+    def fingerprint(self) -> str:
+        """Every setting that changes the tokens: the tokenizer's full definition (vocabulary, normaliser,
+        pre-tokenizer, special tokens: its ``tokenizer.json``, hashed once), the keys read and ``max_length``."""
+        import hashlib
+        import json
+        from importlib.metadata import version
+
+        if getattr(self, "_tokenizer_hash", None) is None:
+            definition = self.tokenizer.backend_tokenizer.to_str()
+            special = json.dumps(self.tokenizer.special_tokens_map, sort_keys=True, default=str)
+            self._tokenizer_hash = hashlib.sha256((definition + special).encode()).hexdigest()
+        return json.dumps({**self.describe(), "tokenizer_sha256": self._tokenizer_hash, "text_key": self.text_key,
+                           "pair_key": self.pair_key, "tokens_key": self.tokens_key,
+                           "tokenizers": version("tokenizers")}, sort_keys=True)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -83,6 +83,19 @@ class ImagePreprocessor(Preprocessor):
     def image_size(self) -> tuple[int, int]:
         return self.input_size[1], self.input_size[2]
 
+    @property
+    def deterministic(self) -> bool:  # type: ignore[override]
+        """``eval`` and ``dense`` always give the same tensor for the same image; ``train`` augments at random."""
+        return self.mode != "train"
+
+    def fingerprint(self) -> str:
+        """:meth:`describe` plus the versions of the libraries that resize and normalise (timm, torchvision, Pillow)."""
+        import json
+        from importlib.metadata import version
+
+        libraries = {name: version(name) for name in ("timm", "torchvision", "pillow")}
+        return json.dumps({**self.describe(), "libraries": libraries}, sort_keys=True)
+
     # -- the transform ----------------------------------------------------------------------------------------
     def _build(self) -> Any:
         from timm.data import create_transform
