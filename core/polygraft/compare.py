@@ -8,6 +8,7 @@ included) applied to every recipe, or named override sets from a small YAML file
     variants:
       pretrained: {}
       random-init: {weights: null}
+      other-recipe: {recipe: examples/speech/spoken_digits.yaml}   # a variant may bring its own recipe
 
 Each variant and seed trains in its own process (``python -m polygraft finetune|pretrain``) into
 ``OUTPUT/runs/<variant>-seed<k>/``, so peak memory is its own and a failing variant never stops the others. A
@@ -88,28 +89,37 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")[:80]
 
 
+def _pairs(overrides: dict[str, Any]) -> list[str]:
+    def text(value: Any) -> str:
+        return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+    return [f"{key}={text(value)}" for key, value in overrides.items()]
+
+
 def plan_variants(recipes: Sequence[str], *, vary: Sequence[str] = (), named: dict[str, dict[str, Any]] | None = None,
                   common: Sequence[str] = ()) -> list[Variant]:
-    """Every recipe × every combination of ``--vary`` values (or × every named override set)."""
-    if not recipes:
-        raise ConfigError("compare needs at least one recipe")
-    axes = [parse_vary(option) for option in vary]
-    keys = [key for key, _ in axes]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"--vary names a key twice: {keys}")
-    variants = []
-    for recipe in recipes:
-        stem = Path(recipe).stem
-        if named:
-            for label, overrides in named.items():
-                pairs = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                         for key, value in (overrides or {}).items()]
-                prefix = f"{stem}." if len(recipes) > 1 else ""
-                variants.append(Variant(f"{prefix}{label}", recipe, (*common, *pairs)))
-            continue
-        for combination in itertools.product(*(values for _, values in axes)) if axes else [()]:
-            pairs = [f"{key}={value}" for key, value in zip(keys, combination)]
-            variants.append(Variant(".".join([stem, *pairs]) if pairs else stem, recipe, (*common, *pairs)))
+    """Every recipe × every combination of ``--vary`` values, or every named override set (× every recipe,
+    unless the set names its own ``recipe``)."""
+    variants: list[Variant] = []
+    if named:
+        for label, overrides in named.items():
+            overrides = dict(overrides or {})
+            own = overrides.pop("recipe", None)
+            for recipe in [own] if own is not None else recipes:
+                prefix = f"{Path(recipe).stem}." if own is None and len(recipes) > 1 else ""
+                variants.append(Variant(f"{prefix}{label}", str(recipe), (*common, *_pairs(overrides))))
+    else:
+        axes = [parse_vary(option) for option in vary]
+        keys = [key for key, _ in axes]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"--vary names a key twice: {keys}")
+        for recipe in recipes:
+            for combination in itertools.product(*(values for _, values in axes)) if axes else [()]:
+                pairs = [f"{key}={value}" for key, value in zip(keys, combination)]
+                stem = Path(recipe).stem
+                variants.append(Variant(".".join([stem, *pairs]) if pairs else stem, recipe, (*common, *pairs)))
+    if not variants:
+        raise ConfigError("compare needs at least one recipe (or a --variants file whose variants name one)")
     names = [variant.name for variant in variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"two variants would share a name: {names}")
@@ -122,13 +132,18 @@ def read_variant_file(path: str | Path) -> tuple[list[str], dict[str, dict[str, 
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the comparison file ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or not data.get("recipes"):
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or "recipes" not in data:
         raise ConfigError(f"{path}: a comparison file has 'recipes: [...]' and 'variants: {{name: {{overrides}}}}'")
     unknown = set(data) - {"recipes", "variants", "seeds"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; use recipes, variants and seeds")
-    recipes = [str(Path(path).parent / r) if not Path(r).exists() else str(r) for r in data["recipes"]]
-    return recipes, data["variants"], data.get("seeds")
+    def locate(recipe: str) -> str:
+        return str(recipe) if Path(recipe).exists() else str(Path(path).parent / recipe)
+
+    recipes = [locate(r) for r in data["recipes"]]
+    variants = {name: ({**(v or {}), "recipe": locate(v["recipe"])} if isinstance(v, dict) and "recipe" in v else v)
+                for name, v in data["variants"].items()}
+    return recipes, variants, data.get("seeds")
 
 
 def _command(variant: Variant) -> str:
@@ -136,11 +151,15 @@ def _command(variant: Variant) -> str:
     return "finetune" if raw.get("task") else "pretrain"
 
 
+def _overrides(variant: Variant, seed: int, run_dir: Path) -> list[str]:
+    """What the child process of ``variant`` and ``seed`` gets on top of its recipe."""
+    return [*variant.overrides, f"trainer.seed={seed}", f"output_dir={run_dir}", "trainer.progress=false"]
+
+
 def _resolved(variant: Variant, seed: int, run_dir: Path) -> dict[str, Any]:
     from polygraft.recipe import Recipe
 
-    recipe = Recipe.from_yaml(variant.recipe, [*variant.overrides, f"trainer.seed={seed}", f"output_dir={run_dir}"])
-    return recipe.to_dict()
+    return Recipe.from_yaml(variant.recipe, _overrides(variant, seed, run_dir)).to_dict()
 
 
 def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr) -> Outcome:
@@ -156,7 +175,7 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
     if results_file.is_file() and config_file.is_file() and yaml.safe_load(config_file.read_text()) == wanted:
         outcome.status, outcome.results = "reused", json.loads(results_file.read_text())
         return outcome
-    overrides = [*variant.overrides, f"trainer.seed={seed}", f"output_dir={run_dir}", "trainer.progress=false"]
+    overrides = _overrides(variant, seed, run_dir)
     if (run_dir / "checkpoints" / "last.pt").is_file() and not results_file.is_file():
         overrides.append("resume=last")
         outcome.status = "resumed"
