@@ -37,14 +37,15 @@ class Step:
 
 STEPS = [
     Step("text", "text: a pretrained MiniLM (transformers) learns movie-review sentiment from 1,000 reviews",
-         "text/sentiment.yaml", ["data.train.limit=1000", "trainer.max_epochs=1"]),
-    Step("vision", "vision: an ImageNet EfficientNet-Lite0 (timm) reads handwritten digits after one short epoch",
-         "vision/digits.yaml", ["trainer.max_epochs=1", "trainer.max_steps=40",
+         "text/sentiment.yaml", ["data.train.limit=1000", "trainer.max_epochs=1", "data.val=null", "callbacks=[]"]),
+    Step("vision", "vision: an ImageNet EfficientNet-Lite0 (timm) reads handwritten digits after 40 steps",
+         "vision/digits.yaml", ["trainer.max_steps=40", "data.val=null", "callbacks=[]",
                                 "data.test={dataset: mnist-5k, split: test, seed: 0}"]),
-    Step("speech", "speech: Whisper tiny.en's encoder recognises digits spoken by voices it never heard",
-         "speech/spoken_digits_whisper.yaml", ["trainer.max_epochs=1"]),
+    Step("speech", "speech: Whisper tiny.en's frozen encoder + a linear head recognise digits spoken by unseen voices",
+         "speech/spoken_digits_whisper.yaml", ["strategy=[linear-probe]", "trainer.lr=1e-3", "trainer.max_epochs=10",
+                                               "data.val=null"]),
     Step("cross-domain", "cross-domain: an ImageNet CNN hears — spectrograms of the same digits, photo-pretrained "
-         "vs random init", "speech/spoken_digits_spectrogram.yaml", ["trainer.max_epochs=1"],
+         "vs random init", "speech/spoken_digits_spectrogram.yaml", ["trainer.max_epochs=6", "data.val=null"],
          vary=["backbone_options.image_weights=efficientnet-lite0-imagenet,null"]),
 ]
 
@@ -76,12 +77,18 @@ def compare(step: Step, output: Path) -> list[dict[str, object]]:
     report = where / "comparison.json"
     if not report.is_file():
         raise RuntimeError(f"polygraft compare exited with {code}")
-    rows = [{"step": step.name, "variant": row["variant"].split(".", 1)[-1], "metric": row.get("metric"),
+    rows = [{"step": step.name, "variant": _label(row["variant"]), "metric": row.get("metric"),
              "value": row.get("value"), "seconds": row.get("train/wall_time_s"), "where": str(where)}
             for row in json.loads(report.read_text())["variants"]]
     if code != 0:
         raise RuntimeError(f"polygraft compare exited with {code}")
     return rows
+
+
+def _label(variant: str) -> str:
+    """``spoken_digits_spectrogram.backbone_options.image_weights=null`` → ``image_weights=null (random init)``."""
+    label = variant.split(".", 1)[-1].removeprefix("backbone_options.")
+    return f"{label} (random init)" if label.endswith("=null") else label
 
 
 def table(rows: list[dict[str, object]]) -> str:

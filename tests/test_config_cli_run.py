@@ -42,6 +42,14 @@ def test_overrides_are_parsed_as_yaml_values() -> None:
                                                                       "split": "val"})
 
 
+
+def test_a_split_set_to_null_is_dropped_but_train_is_required() -> None:
+    cfg = Recipe.from_dict(RECIPE, overrides=["data.val=null"])
+    assert set(cfg.data) == {"train", "test"}
+    with pytest.raises(ConfigError, match=r"data\.train must be a mapping"):
+        Recipe.from_dict(RECIPE, overrides=["data.train=null"])
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (["trainr.max_steps=3"], "unknown key 'trainr'; did you mean 'trainer'"),
     (["trainer.max_step=3"], "unknown key 'max_step'; did you mean 'max_steps'"),

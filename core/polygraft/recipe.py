@@ -97,7 +97,8 @@ class Recipe:
         if not isinstance(splits, dict) or "train" not in splits:
             raise ConfigError(f"{where}: data needs a 'train' entry: data: {{train: {{dataset: NAME, ...}}}}")
         _check_keys(splits, set(DATA_SPLITS), f"{where}: data")
-        for split, ref in splits.items():
+        splits = data["data"] = {split: ref for split, ref in splits.items() if ref is not None or split == "train"}
+        for split, ref in splits.items():  # data.val=null on the command line drops a split
             if not isinstance(ref, dict) or not isinstance(ref.get("dataset"), str):
                 raise ConfigError(f"{where}: data.{split} must be a mapping with a 'dataset' name")
         for key in ("backbone_options", "task_options", "objective_options"):

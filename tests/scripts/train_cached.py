@@ -8,28 +8,15 @@ tests/test_input_cache.py for resume after SIGKILL and DDP, as a real subprocess
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 
 import torch
+from train_toy import KillAt  # this folder is on sys.path when the script runs
 
 import polygraft
 from polygraft.builtin.toy import VectorPreprocessor
 from polygraft.interfaces import ListSource
-from polygraft.training.callbacks import Callback
 
 VectorPreprocessor.deterministic = True  # the toy's vectors are deterministic; declared so the cache engages
-
-
-class KillAt(Callback):
-    """SIGKILL this very process after optimizer step ``step``: nothing gets to clean up."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_step_end(self, trainer, step, loss, batch, output):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main() -> None:

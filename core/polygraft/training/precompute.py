@@ -62,33 +62,30 @@ class _Wire:
         self.array = array
 
 
+def _map_leaves(fn: Callable[[Any], Any], value: Any) -> Any:
+    """``fn`` applied to every leaf of nested dicts, lists and plain tuples (the containers rebuilt)."""
+    if isinstance(value, dict):
+        return {k: _map_leaves(fn, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_leaves(fn, v) for v in value]
+    if type(value) is tuple:
+        return tuple(_map_leaves(fn, v) for v in value)
+    return fn(value)
+
+
 def _to_wire(value: Any) -> Any:
     if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.dtype not in (torch.bfloat16,):
         return _Wire(value.detach().contiguous().numpy())
-    if isinstance(value, dict):
-        return {k: _to_wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_wire(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_to_wire(v) for v in value)
     return value
 
 
 def _from_wire(value: Any) -> Any:
-    if isinstance(value, _Wire):
-        return torch.from_numpy(value.array)
-    if isinstance(value, dict):
-        return {k: _from_wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_wire(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_from_wire(v) for v in value)
-    return value
+    return torch.from_numpy(value.array) if isinstance(value, _Wire) else value
 
 
 def _listed(items: list[Any]) -> list[Any]:
     """The DataLoader ``collate_fn`` of a worker: the chunk as a list, its tensors as NumPy arrays."""
-    return [_to_wire(item) for item in items]
+    return [_map_leaves(_to_wire, item) for item in items]
 
 
 def compute(source: DataSource, pipeline: DataPipeline | None, indices: list[int], workers: int) -> Iterator[Any]:
@@ -105,7 +102,7 @@ def compute(source: DataSource, pipeline: DataPipeline | None, indices: list[int
         for item in items:
             if isinstance(item, FailedExample):
                 raise item.error
-            yield own(_from_wire(item) if workers else item)
+            yield own(_map_leaves(_from_wire, item) if workers else item)
 
 
 def sample_examples(read: Callable[[int], Any], indices: list[int]) -> tuple[list[Any], float]:
@@ -122,15 +119,13 @@ def sample_examples(read: Callable[[int], Any], indices: list[int]) -> tuple[lis
 def own(value: Any) -> Any:
     """``value`` with every tensor in its own, exactly sized memory (not a view into a larger buffer, not a
     worker's shared memory), so keeping it holds on to nothing else."""
+    return _map_leaves(_own_tensor, value)
+
+
+def _own_tensor(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         exact = value.untyped_storage().nbytes() == value.numel() * value.element_size()
         return value if exact and not value.is_shared() and value.is_contiguous() else value.clone()
-    if isinstance(value, dict):
-        return {k: own(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [own(v) for v in value]
-    if isinstance(value, tuple) and type(value) is tuple:
-        return tuple(own(v) for v in value)
     return value
 
 
