@@ -55,6 +55,7 @@ class WhisperMelPreprocessor(Preprocessor):
         self.hop_length = int(hop_length)
         self.max_frames = int(max_frames)  # 2 x the encoder's positions: 3,000 frames = 30 s
         self.augment = dict(augment) if augment else None
+        self.deterministic = self.augment is None  # the same clip gives the same features unless SpecAugment
         self._extractor: Any = None
         self.truncated_clips = 0  # clips cut at max_frames in this process (also flagged per batch)
 

@@ -59,6 +59,7 @@ class WaveformPreprocessor(Preprocessor):
         self.noise = bool(noise)
         self.snr_db = (low, high)
         self.noise_prob = float(noise_prob)
+        self.deterministic = not self.noise  # the trainer may keep prepared clips unless noise is added
 
     # -- variants -------------------------------------------------------------------------------------------
     def for_training(self, *, noise: bool = True, snr_db: Sequence[float] = (10.0, 30.0),

@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,8 @@ class AudioFileSource(DataSource):
             the manifests polygraft writes itself).
     """
 
+    storage = "files"  # each read decodes a file, the same way every time (the trainer may keep the result)
+
     def __init__(self, records: Sequence[AudioRecord], *, label_names: list[str] | None, name: str,
                  skip_invalid: bool = False, max_duration: float | None = None, on_long: str = "crop",
                  probe: bool = True) -> None:
@@ -124,6 +128,20 @@ class AudioFileSource(DataSource):
             listed = f" (listed at {record.origin})" if record.origin != str(record.path) else ""
             raise DataError(exc.reason + listed, path=record.path) from exc
         return {"audio": audio, "sample_rate": rate, **record.target, "_origin": record.origin}
+
+    def fingerprint(self) -> str | None:
+        """Every clip's path, size and modification time, target, origin and crop, and the reading options
+        (``None`` when a file cannot be examined: its error comes when it is read)."""
+        digest = hashlib.sha256(json.dumps([type(self).__name__, self.name, self.label_names, self.max_duration,
+                                            self.on_long]).encode())
+        for record in self.records:
+            try:
+                stat = record.path.stat()
+            except OSError:
+                return None
+            digest.update(json.dumps([str(record.path), record.target, record.origin, record.max_frames,
+                                      stat.st_size, stat.st_mtime_ns], default=str).encode())
+        return digest.hexdigest()
 
     def describe(self) -> dict[str, Any]:
         seconds = sum(self.durations())
