@@ -71,3 +71,13 @@ def test_variant_planning_and_files(tmp_path: Path) -> None:
     planned = plan_variants(recipes, named=named)
     assert [v.name for v in planned] == ["pretrained", "random"] and planned[1].overrides == ("weights=null",)
     assert seeds == [0, 1]
+
+
+def test_the_weights_column_names_the_weights_of_a_composed_backbone() -> None:
+    from polygraft.compare_report import _describe
+
+    base = {"task": "classification", "backbone": "spectrogram", "strategy": ["full"]}
+    imagenet = _describe({**base, "backbone_options": {"image_weights": "efficientnet-lite0-imagenet"}})
+    assert imagenet["weights"] == "image_weights=efficientnet-lite0-imagenet"
+    assert _describe({**base, "backbone_options": {"image_weights": None}})["weights"] == "random init"
+    assert _describe({**base, "weights": "whisper-tiny-en"})["weights"] == "whisper-tiny-en"

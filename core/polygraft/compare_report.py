@@ -48,7 +48,10 @@ def _main_metric(config: dict[str, Any], results: dict[str, Any]) -> str | None:
 
 def _describe(config: dict[str, Any]) -> dict[str, str]:
     strategies = [s if isinstance(s, str) else s.get("name", "?") for s in config.get("strategy") or []]
-    inner = (config.get("backbone_options") or {}).get("weights")
+    options = config.get("backbone_options") or {}
+    # a composed backbone names its inner weights in an option (the spectrogram backbone's image_weights)
+    inner = next((f"{key}={value}" for key, value in sorted(options.items())
+                  if key.endswith("weights") and isinstance(value, str) and value), None)
     weights = config.get("weights") or inner or "random init"
     return {"task": config.get("task") or f"pretrain: {config.get('objective')}", "backbone": config.get("backbone", "?"),
             "weights": str(weights), "strategy": "+".join(strategies) if config.get("task") else "-"}
@@ -123,25 +126,44 @@ def render_markdown(comparison: dict[str, Any]) -> str:
     return "\n".join([*lines, "", f"Seeds: {seeds}; value is the mean ± standard deviation over seeds."]) + "\n"
 
 
+def short_labels(names: list[str]) -> list[str]:
+    """Variant names for a chart: the recipe stem they all share and ``*_options.`` prefixes left out, wrapped.
+
+    >>> short_labels(["digits.backbone_options.image_weights=x", "digits.backbone_options.image_weights=null"])
+    ['image_weights=x', 'image_weights=null']
+    """
+    import re
+    import textwrap
+
+    parts = [name.split(".") for name in names]
+    shared = 0  # leading dotted parts every name has, each name keeping at least one part
+    while parts and all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    short = [re.sub(r"\b\w+_options\.", "", ".".join(p[shared:])) for p in parts]
+    return [textwrap.fill(label, 34) for label in short]
+
+
 def plot(comparison: dict[str, Any], path: Path) -> Path:
-    """Bars of the main metric (with its spread) and, beside each, the training time on a second axis."""
+    """Horizontal bars of the main metric (with its spread) and, beside them, the training time of each variant."""
     from polygraft.plots import _pyplot
 
     plt = _pyplot()
     rows = [row for row in comparison["variants"] if "value" in row]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
-    positions = range(len(rows))
-    ax.bar([p - 0.2 for p in positions], [r["value"] for r in rows], width=0.4, yerr=[r["std"] for r in rows],
-           color="#4363d8", label=rows[0]["metric"] if rows else "metric")
-    ax.set_ylabel(rows[0]["metric"] if rows else "metric")
-    twin = ax.twinx()
-    twin.bar([p + 0.2 for p in positions], [r.get("train/wall_time_s", math.nan) for r in rows], width=0.4,
-             color="#f58231", label="train time (s)")
-    twin.set_ylabel("train time (s)")
-    ax.set_xticks(list(positions), [r["variant"] for r in rows], rotation=30, ha="right", fontsize=8)
-    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    fig.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    labels = short_labels([r["variant"] for r in rows])
+    height = 1.2 + 0.45 * sum(label.count("\n") + 1 for label in labels)
+    fig, (metric_ax, time_ax) = plt.subplots(1, 2, sharey=True, figsize=(8.5, max(2.5, height)),
+                                             gridspec_kw={"width_ratios": [3, 2]})
+    positions = list(range(len(rows)))
+    metric = " / ".join(dict.fromkeys(str(r["metric"]) for r in rows)) or "metric"  # each recipe's main metric
+    metric_ax.barh(positions, [r["value"] for r in rows], xerr=[r["std"] for r in rows], color="#4363d8")
+    for position, row in zip(positions, rows):
+        metric_ax.text(row["value"], position, f" {row['value']:.3f}", va="center", fontsize=8)
+    metric_ax.set_xlabel(metric)
+    metric_ax.set_yticks(positions, labels, fontsize=8)
+    metric_ax.invert_yaxis()
+    time_ax.barh(positions, [r.get("train/wall_time_s", math.nan) for r in rows], color="#f58231")
+    time_ax.set_xlabel("train time (s)")
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
