@@ -47,3 +47,17 @@ def test_module_entry_point_runs() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "synthetic-classification" in result.stdout
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_commands_run_with_passive_openmp_waits_unless_told_otherwise(given: str | None, expected: str) -> None:
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import os, sys; from polygraft.cli import main; main(['list', 'tasks']); "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == [expected, "False"]  # set before torch was ever imported
