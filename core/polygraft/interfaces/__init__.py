@@ -1,7 +1,7 @@
 """Base classes every component implements: backbones, heads, tasks, objectives, data sources, preprocessors."""
 
 from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.datasource import DataSource, InMemorySource, ListSource
+from polygraft.interfaces.datasource import DataSource, InMemorySource, ListSource, files_fingerprint
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.pipeline import DataPipeline
@@ -21,4 +21,5 @@ __all__ = [
     "StepOutput",
     "Task",
     "TrainingModule",
+    "files_fingerprint",
 ]

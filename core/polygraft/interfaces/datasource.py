@@ -16,9 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +165,30 @@ class SubsetSource(DataSource):
         parent = self.parent.fingerprint()
         if parent is None:
             return None
-        import hashlib
-
         return hashlib.sha256(f"{parent}/{self.indices}".encode()).hexdigest()
+
+
+def files_fingerprint(settings: Any, files: Iterable[tuple[str | Path, Any]]) -> str | None:
+    """:meth:`DataSource.fingerprint` of a source that reads files: sha256 of its reading ``settings`` and, for each
+    ``(path, what the source attaches to it)`` (label, origin, crop...), the path with its size and modification
+    time; ``None`` when a file cannot be examined (its error comes when the file is read).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> _ = file.write_text("one")
+        >>> before = files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
+        >>> before == files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
+        True
+        >>> _ = file.write_text("three")
+        >>> before == files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
+        False
+    """
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path, attached in files:
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return None
+        digest.update(json.dumps([str(path), attached, stat.st_size, stat.st_mtime_ns], default=str).encode())
+    return digest.hexdigest()

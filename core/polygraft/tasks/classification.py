@@ -52,6 +52,8 @@ class ClassificationHead(Head):
 class ClassificationPipeline(DataPipeline):
     """Backbone preprocessing plus the label id."""
 
+    random_prepare = False  # the inputs are the preprocessor's, the label a look-up
+
     def __init__(self, preprocessor: Preprocessor, label_names: Sequence[str], label_key: str = "label") -> None:
         self.preprocessor = preprocessor
         self.encode = LabelEncoder(label_names)

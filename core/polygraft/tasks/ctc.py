@@ -86,6 +86,8 @@ class CTCHead(Head):
 class CTCPipeline(DataPipeline):
     """Backbone preprocessing plus the transcript's character ids (unknown characters → ``<unk>``, counted)."""
 
+    random_prepare = False
+
     def __init__(self, preprocessor: Preprocessor, label_names: Sequence[str], *, transcript_key: str,
                  lowercase: bool) -> None:
         self.preprocessor = preprocessor

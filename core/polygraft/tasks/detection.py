@@ -126,6 +126,7 @@ class DetectionPipeline(DataPipeline):
         self.encode = LabelEncoder(label_names)
         self.training = training
         self.flip_prob = flip_prob
+        self.random_prepare = training and flip_prob > 0  # the horizontal flip is drawn in prepare
 
     def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
         inputs = self.preprocessor(example)

@@ -63,6 +63,8 @@ class TokenClassificationHead(Head):
 class TokenClassificationPipeline(DataPipeline):
     """Backbone preprocessing of the words plus tag ids aligned to first sub-tokens."""
 
+    random_prepare = False
+
     def __init__(self, preprocessor: Preprocessor, label_names: Sequence[str], *, words_key: str = "tokens",
                  tags_key: str = "tags", label_all_subtokens: bool = False) -> None:
         self.preprocessor = preprocessor

@@ -104,6 +104,8 @@ def sample_masks(frame_lengths: Sequence[int], frames: int, *, mask_prob: float,
 class SpanMaskingPipeline(DataPipeline):
     """Waveforms padded per batch, then span masks and negatives (fresh when training, seeded when evaluating)."""
 
+    random_prepare = False  # prepare only preprocesses; the masks are drawn in collate, every batch anew
+
     def __init__(self, preprocessor: Preprocessor, *, kernels: Sequence[int], strides: Sequence[int],
                  mask_prob: float, mask_length: int, min_masks: int, num_negatives: int, training: bool) -> None:
         self.preprocessor = preprocessor

@@ -66,6 +66,8 @@ def mask_tokens(input_ids: torch.Tensor, word_ids: torch.Tensor, *, mask_id: int
 class MaskingPipeline(DataPipeline):
     """Tokenize text, pad per batch, then mask (randomly when training, reproducibly when evaluating)."""
 
+    random_prepare = False  # prepare only preprocesses; the masks are drawn in collate, every batch anew
+
     def __init__(self, preprocessor: Preprocessor, *, mask_id: int, vocab_size: int, probability: float,
                  whole_word: bool, training: bool) -> None:
         self.preprocessor = preprocessor

@@ -182,7 +182,7 @@ class TextPreprocessor(Preprocessor):
         import json
         from importlib.metadata import version
 
-        if getattr(self, "_tokenizer_hash", None) is None:
+        if self._tokenizer_hash is None:
             definition = self.tokenizer.backend_tokenizer.to_str()
             special = json.dumps(self.tokenizer.special_tokens_map, sort_keys=True, default=str)
             self._tokenizer_hash = hashlib.sha256((definition + special).encode()).hexdigest()

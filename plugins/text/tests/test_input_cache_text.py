@@ -56,3 +56,30 @@ def test_length_grouped_batches_are_the_same_with_and_without_the_cache(catalog,
     plain, _, plain_weights = fit(False)
     assert len(cached.seen) == 24 and cached.seen == plain.seen
     assert all(torch.equal(weights[k], plain_weights[k]) for k in weights)
+
+
+class Masks(Callback):
+    def __init__(self) -> None:
+        self.by_epoch: list[dict[int, list[int]]] = []
+
+    def on_train_epoch_start(self, trainer, epoch) -> None:
+        self.by_epoch.append({})
+
+    def on_train_batch_end(self, trainer, batch, output) -> None:
+        for row, index in enumerate(batch["meta"]["index"].tolist()):
+            self.by_epoch[-1][index] = batch["labels"][row].tolist()  # which positions were masked
+
+
+def test_mlm_keeps_token_ids_but_draws_new_masks_every_epoch(catalog, tiny) -> None:
+    rows = [{"text": f"the film number {i} was very good and then it was not good at all"} for i in range(16)]
+    objective = polygraft.create_objective("mlm", backbone="bert", backbone_options=tiny, catalog=catalog,
+                                           mask_probability=0.5)
+    assert objective.data_pipeline(training=True).deterministic() is True  # prepare only tokenizes
+    masks = Masks()
+    trainer = polygraft.Trainer(TrainerConfig(max_epochs=2, batch_size=4, progress=False, device="cpu"),
+                                callbacks=[masks])
+    trainer.fit(objective, train_data=ListSource(rows))
+    assert [(s.split, s.kind) for s in trainer.loaders.cache.splits] == [("train", "memory")]
+    first, second = masks.by_epoch
+    assert sorted(first) == sorted(second) == list(range(16))
+    assert sum(first[i] != second[i] for i in range(16)) >= 14  # fresh masks each epoch from the kept ids

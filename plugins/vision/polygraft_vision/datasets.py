@@ -28,7 +28,7 @@ from PIL import Image
 from polygraft.assets import cache_dir as polygraft_cache
 from polygraft.assets import package_file
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import SPLITS, DataSource
+from polygraft.interfaces.datasource import SPLITS, DataSource, files_fingerprint
 from polygraft_vision.coco import CocoSource
 from polygraft_vision.images import DEFAULT_MAX_PIXELS, open_image
 
@@ -69,16 +69,9 @@ class ImageFileSource(DataSource):
         return {"image": open_image(path, max_pixels=self.max_pixels), "label": label, "_origin": origin}
 
     def fingerprint(self) -> str | None:
-        """Every file's path, size and modification time, its label and origin, and the reading options
-        (``None`` when a file cannot be examined: its error will come when it is read)."""
-        digest = hashlib.sha256(json.dumps([type(self).__name__, self.name, self.label_names, self.max_pixels]).encode())
-        for path, label, origin in self.records:
-            try:
-                stat = path.stat()
-            except OSError:
-                return None
-            digest.update(json.dumps([str(path), label, origin, stat.st_size, stat.st_mtime_ns]).encode())
-        return digest.hexdigest()
+        """Every file's path, size and modification time, its label and origin, and the reading options."""
+        return files_fingerprint([type(self).__name__, self.name, self.label_names, self.max_pixels],
+                                 ((path, [label, origin]) for path, label, origin in self.records))
 
 
 class ArraySource(DataSource):

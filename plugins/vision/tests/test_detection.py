@@ -91,3 +91,9 @@ def test_predict_command_draws_detections(tmp_path, write_image, capsys):
     pixels = Image.open(boxed).convert("RGB")
     assert pixels.getpixel((8, 20)) != original.getpixel((8, 20))  # the box edge is drawn
     assert pixels.getpixel((60, 60)) == original.getpixel((60, 60))  # outside it nothing changes
+
+
+def test_training_flips_are_drawn_in_prepare_so_training_examples_are_not_kept(catalog) -> None:
+    task = make_task(catalog)
+    assert task.data_pipeline(training=True).deterministic() is False  # a random flip per example and epoch
+    assert task.data_pipeline(training=False).deterministic() is True  # evaluation: prepared once, then kept

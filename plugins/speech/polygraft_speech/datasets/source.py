@@ -20,15 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import DataSource
+from polygraft.interfaces.datasource import DataSource, files_fingerprint
 from polygraft_speech.audio import load_mono, probe_audio
 
 ON_LONG = ("crop", "refuse")
@@ -130,18 +128,9 @@ class AudioFileSource(DataSource):
         return {"audio": audio, "sample_rate": rate, **record.target, "_origin": record.origin}
 
     def fingerprint(self) -> str | None:
-        """Every clip's path, size and modification time, target, origin and crop, and the reading options
-        (``None`` when a file cannot be examined: its error comes when it is read)."""
-        digest = hashlib.sha256(json.dumps([type(self).__name__, self.name, self.label_names, self.max_duration,
-                                            self.on_long]).encode())
-        for record in self.records:
-            try:
-                stat = record.path.stat()
-            except OSError:
-                return None
-            digest.update(json.dumps([str(record.path), record.target, record.origin, record.max_frames,
-                                      stat.st_size, stat.st_mtime_ns], default=str).encode())
-        return digest.hexdigest()
+        """Every clip's path, size and modification time, target, origin and crop, and the reading options."""
+        return files_fingerprint([type(self).__name__, self.name, self.label_names, self.max_duration, self.on_long],
+                                 ((r.path, [r.target, r.origin, r.max_frames]) for r in self.records))
 
     def describe(self) -> dict[str, Any]:
         seconds = sum(self.durations())
