@@ -342,3 +342,19 @@ def test_core_builtins_conform() -> None:
     checked = {result.component for result in report.results if result.status == "ok"}
     assert {"task 'ctc' on backbone 'toy'", "task 'classification' on backbone 'toy'", "strategy 'lora'",
             "callback 'early-stopping'", "dataset 'synthetic-classification'"} <= checked
+
+
+def test_with_plugins_sharing_a_name_checks_the_plugins_own_claim(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dependency (with_plugins) that registers a name the checked plugin registers too: the bare name is
+    ambiguous between two third-party plugins, so the kit checks the plugin's own claim by its qualified name
+    instead of crashing with DuplicateComponentError."""
+    import importlib
+
+    mine = write_plugin(tmp_path, {}, {}, monkeypatch)
+    other = write_plugin(tmp_path, {}, {}, monkeypatch)
+    report = check_plugin(mine, check_imports=False, check_installed_names=False,
+                          with_plugins=[("other", importlib.import_module(other))], raise_on_failure=False)
+    checked = {result.component for result in report.results if result.status == "ok"}
+    assert f"dataset '{mine}:probe-rows'" in checked and f"backbone '{mine}:probe-mlp'" in checked, report
+    assert not any("DuplicateComponentError" in result.message for result in report.results), report

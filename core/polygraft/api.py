@@ -98,10 +98,7 @@ def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Ca
         return _backbone_from_model_dir(name, model_dir, catalog=catalog, **options)
     path, preset = (None, {}) if weights is None else resolve_weights(weights, backbone=name, catalog=catalog)
     build_options = {**preset, **options}
-    backbone = build(catalog, "backbone", name, build_options, where="backbone_options", weights=path)
-    if not backbone.build_options:
-        backbone.build_options = dict(build_options)
-    return backbone
+    return build(catalog, "backbone", name, build_options, where="backbone_options", weights=path)
 
 
 def _backbone_from_model_dir(name: str, model_dir: Path, *, catalog: Catalog, **options: Any) -> Backbone:
@@ -115,8 +112,6 @@ def _backbone_from_model_dir(name: str, model_dir: Path, *, catalog: Catalog, **
         raise IncompatibleComponentsError(f"{model_dir} holds a {saved!r} backbone, not {name!r}; use backbone: {saved}")
     built = {**backbone_options(config, model_dir), **options}
     backbone = build(catalog, "backbone", name, built, where="backbone_options", weights=None)
-    if not backbone.build_options:
-        backbone.build_options = dict(built)
     prefix = "" if config["kind"] == "backbone" else "backbone."
     from polygraft.model_io import load_weights_into
 
@@ -203,6 +198,7 @@ def load(path: str | Path, *, catalog: Catalog | None = None) -> Any:
         find_model_dir,
         load_weights_into,
         read_model_config,
+        version_changes,
         weights_file,
     )
 
@@ -211,16 +207,23 @@ def load(path: str | Path, *, catalog: Catalog | None = None) -> Any:
     if model_dir is None:
         raise WeightsError(f"{path}: no polygraft.json here or in {Path(path) / 'model'}; is it a polygraft run?")
     config = read_model_config(model_dir)
-    if config["kind"] == "backbone":
-        model: Any = create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
-        backbone = model
-    else:
-        backbone = build(catalog, "backbone", config["backbone"]["name"], backbone_options(config, model_dir),
-                         where=f"{model_dir}/polygraft.json", weights=None)
-        model = build(catalog, "task", config["task"], config.get("options", {}), where=f"{model_dir}/polygraft.json",
-                      backbone=backbone, label_names=config["label_names"])
-        load_weights_into(model, weights_file(model_dir))
-    _check_preprocessing(backbone, config.get("preprocessing"), model_dir)
+    try:
+        if config["kind"] == "backbone":
+            model: Any = create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
+            backbone = model
+        else:
+            backbone = build(catalog, "backbone", config["backbone"]["name"], backbone_options(config, model_dir),
+                             where=f"{model_dir}/polygraft.json", weights=None)
+            model = build(catalog, "task", config["task"], config.get("options", {}),
+                          where=f"{model_dir}/polygraft.json", backbone=backbone, label_names=config["label_names"])
+            load_weights_into(model, weights_file(model_dir))
+        _check_preprocessing(backbone, config.get("preprocessing"), model_dir)
+    except (WeightsError, ConfigError) as exc:
+        changes = version_changes(config)
+        if not changes:
+            raise
+        raise type(exc)(f"{exc}. The model was saved with {', '.join(changes)}: a component may have changed "
+                        "since; load it with the versions it was saved with, or train it again") from None
     model.eval()
     return model
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -71,23 +73,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_INPUT = 200
+"""Characters of an input echoed back in predictions (a long text is shortened, never printed whole)."""
+
+
+def prediction_inputs(args: argparse.Namespace) -> list[str]:
+    """The positional inputs, with ``-`` replaced by the lines of standard input and ``--file F`` by the lines of
+    ``F`` (one input per line, blank lines skipped)."""
+    from polygraft.errors import ConfigError
+
+    values: list[str] = []
+    for value in args.inputs:
+        if value == "-":
+            values.extend(line for line in sys.stdin.read().splitlines() if line.strip())
+        else:
+            values.append(value)
+    for file in args.file or []:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read inputs ({type(exc).__name__}: {exc}); give a UTF-8 text file "
+                              "with one input per line") from None
+        values.extend(line for line in text.splitlines() if line.strip())
+    return values
+
+
+def parse_fields(items: list[str]) -> dict[str, str]:
+    """``--field name=value`` options as a mapping (a name given twice is an error)."""
+    from polygraft.errors import ConfigError
+
+    fields: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--field takes NAME=VALUE (e.g. --field text='a fine film'), got {item!r}")
+        if name.strip() in fields:
+            raise ConfigError(f"--field {name.strip()} is given twice")
+        fields[name.strip()] = value
+    return fields
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import polygraft
-    from polygraft.features import move_to_device
+    from polygraft.errors import ConfigError
 
+    values = prediction_inputs(args)
+    fields = parse_fields(args.field or [])
+    if not values and not fields:
+        raise ConfigError("give something to predict: inputs as arguments, '-' for standard input, --file F (one "
+                          "input per line) or --field NAME=VALUE")
     task = polygraft.load(args.run_dir)
     pre = task.backbone.preprocessor
-    pipeline = task.data_pipeline(training=False)
-    results = []
-    for value in args.inputs:
-        example = pre.read_input(value)
-        batch = pipeline.collate([pipeline.prepare(example)])
-        prediction = task.predict(move_to_device(batch, next(task.parameters()).device))[0]
-        results.append({"input": value, **prediction})
-        if args.draw:
-            task.draw_predictions(example, prediction, args.draw)
+    examples = [pre.read_input(value) for value in values]
+    shown: list[Any] = [_short(value) for value in values]
+    if fields:
+        examples.append(pre.read_fields(fields))
+        shown.append({name: _short(value) for name, value in fields.items()})
+    results = [{"input": given, **prediction} for given, prediction in zip(shown, task.predict_examples(examples))]
+    if args.draw:
+        for example, result in zip(examples, results):
+            task.draw_predictions(example, result, args.draw)
     if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+        print(json.dumps(results, indent=2))  # always a list, one entry per prediction
     else:
         for result in results:
             print(_human(result))
@@ -100,6 +147,10 @@ def _human(result: dict[str, Any]) -> str:
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
     return json.dumps(result)
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= SHOWN_INPUT else f"{value[:SHOWN_INPUT]}… ({len(value):,} characters)"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -155,10 +206,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths")
+    p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths",
+                       description="Inputs are read as the model's preprocessor reads them (Preprocessor.read_input); "
+                                   "an input that starts with '-' (a negative number) is an input, not an option. "
+                                   "--json prints a list with one prediction per input.")
     p.add_argument("run_dir")
-    p.add_argument("inputs", nargs="+", help="inputs as the model's preprocessor reads them (Preprocessor.read_input): "
-                   "a text, an image or audio file path, a JSON vector...")
+    p.add_argument("inputs", nargs="*", help="a text, an image or audio file path, a JSON vector...; '-' reads one input "
+                   "per line from standard input")
+    p.add_argument("--file", action="append", metavar="FILE", help="read inputs from FILE, one per line")
+    p.add_argument("--field", action="append", metavar="NAME=VALUE",
+                   help="one example made of named fields (question and context, an image and a text...)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
     p.set_defaults(func=cmd_predict)

@@ -24,40 +24,21 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from polygraft.compare_report import Outcome, Variant
 from polygraft.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One recipe with overrides, trained once per seed."""
-
-    name: str
-    recipe: str
-    overrides: tuple[str, ...] = ()
-
-
-@dataclass
-class Outcome:
-    """One trained (or reused) run of a variant and seed."""
-
-    variant: Variant
-    seed: int
-    run_dir: Path
-    status: str = "trained"  # trained | reused | failed
-    results: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+from polygraft.run import RunDirectory
 
 
 def _split_values(text: str) -> list[str]:
@@ -171,25 +152,54 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
     except Exception as exc:  # a bad override: report it as this variant's failure
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
         return outcome
-    results_file, config_file = run_dir / "results.json", run_dir / "config.yaml"
-    if results_file.is_file() and config_file.is_file() and yaml.safe_load(config_file.read_text()) == wanted:
-        outcome.status, outcome.results = "reused", json.loads(results_file.read_text())
+    run = RunDirectory(run_dir, enabled=False)
+    if run.results_file.is_file() and run.config_file.is_file() and run.read_config() == wanted:
+        outcome.status, outcome.results = "reused", run.read_results()
         return outcome
     overrides = _overrides(variant, seed, run_dir)
-    if (run_dir / "checkpoints" / "last.pt").is_file() and not results_file.is_file():
+    if run.last_checkpoint.is_file() and not run.results_file.is_file():
         overrides.append("resume=last")
         outcome.status = "resumed"
     print(f"[compare] {variant.name} seed {seed}: {outcome.status if outcome.status == 'resumed' else 'training'}"
           f" → {run_dir}", file=log, flush=True)
     command = [sys.executable, "-m", "polygraft", _command(variant), variant.recipe, *overrides, "--json"]
+    started = time.time()
     process = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
-    if process.returncode != 0 or not results_file.is_file():
-        lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
-        outcome.status, outcome.error = "failed", lines[-1] if lines else f"exit code {process.returncode}"
-        print(f"[compare] {variant.name} seed {seed} failed: {outcome.error}", file=log, flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run.log_file.write_text(f"$ {' '.join(command)}\n{process.stderr}\n{process.stdout}\nexit code {process.returncode}\n")
+    finished = run.results_file.is_file() and run.results_file.stat().st_mtime >= started - 1
+    if finished:  # the run wrote its results: it is done, whatever happened after (a warning, a slow exit)
+        outcome.results = run.read_results()
+        if process.returncode != 0:
+            outcome.note = f"{exit_status(process.returncode)} after writing its results (see {run.log_file})"
+            print(f"[compare] {variant.name} seed {seed}: {outcome.note}", file=log, flush=True)
         return outcome
-    outcome.results = json.loads(results_file.read_text())
+    outcome.status = "failed"
+    outcome.error = f"{exit_status(process.returncode)}: {last_error(process.stderr)} (log: {run.log_file})"
+    print(f"[compare] {variant.name} seed {seed} failed: {outcome.error}", file=log, flush=True)
     return outcome
+
+
+def exit_status(code: int) -> str:
+    """``exit code 2`` or ``killed by SIGKILL`` (a negative return code is the signal that ended the child)."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def last_error(stderr: str) -> str:
+    """The line of a child's output that says what went wrong: its ``error:`` line, a traceback's last line, else
+    its last lines (progress bars and log lines are not errors)."""
+    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    if errors:
+        return errors[-1]
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1]
+    return " | ".join(lines[-3:]) if lines else "no output"
 
 
 def compare(recipes: Sequence[str], *, output: str | Path, vary: Sequence[str] = (), seeds: Sequence[int] = (0,),

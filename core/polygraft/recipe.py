@@ -4,6 +4,13 @@ Before the first training step :func:`run_recipe` checks every component's name 
 split (files listed, headers read, labels compared with the training labels) and prints what each split skipped,
 so a mistake in ``data.test`` costs seconds, not a training run.
 
+Options every split shares go under ``data.common`` (a split's own keys win)::
+
+    data:
+      common: {dataset: rotten-tomatoes, train_size: 2000, test_size: 1000, seed: 0}
+      train: {}
+      test: {}
+
 Example:
     >>> import tempfile
     >>> from polygraft.recipe import Recipe, run_recipe
@@ -19,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +39,33 @@ from polygraft.options import closest
 from polygraft.training.config import REMOVED, TrainerConfig
 
 if TYPE_CHECKING:
-    from polygraft.interfaces import DataSource, TrainingModule
+    from polygraft.interfaces import Callback, DataSource, TrainingModule
     from polygraft.plugins import Catalog
     from polygraft.training.trainer import FitResult
 
 DATA_SPLITS = ("train", "val", "test")
+COMMON = "common"
+"""``data.common``: dataset options shared by every split."""
+
+
+KEY_DOCS = {
+    "task": "the task to fine-tune (`polygraft list tasks`); give `task` or `objective`",
+    "objective": "the pretraining objective (`polygraft list objectives`)",
+    "backbone": "the backbone (`polygraft list backbones`), or `owner:name` to pick one of several",
+    "weights": "pretrained weights: a registered alias, a local path, a polygraft run; null = random init",
+    "backbone_options": "the backbone factory's options (checked; unknown names get the closest)",
+    "task_options": "the task's options",
+    "objective_options": "the objective's options",
+    "data": "`train` (required), `val`, `test`: `{dataset: NAME, ...options}`; `common` holds options every split "
+            "shares; `data.val=null` drops a split",
+    "labels": "the label names in output order; default: the training data's",
+    "strategy": "fine-tuning strategies in order: names or `{name: ..., options}` (`polygraft list strategies`)",
+    "callbacks": "trainer callbacks: names or `{name: ..., options}` (`polygraft list callbacks`)",
+    "trainer": "the trainer's options (below)",
+    "output_dir": "the run directory",
+    "resume": "`last` (this run directory's checkpoint) or a checkpoint path",
+}
+"""What each top-level recipe key means (``docs/recipes.md`` is generated from these and the field types)."""
 
 
 @dataclass
@@ -96,8 +124,12 @@ class Recipe:
         splits = data["data"]
         if not isinstance(splits, dict) or "train" not in splits:
             raise ConfigError(f"{where}: data needs a 'train' entry: data: {{train: {{dataset: NAME, ...}}}}")
-        _check_keys(splits, set(DATA_SPLITS), f"{where}: data")
-        splits = data["data"] = {split: ref for split, ref in splits.items() if ref is not None or split == "train"}
+        _check_keys(splits, {*DATA_SPLITS, COMMON}, f"{where}: data")
+        common = splits.pop(COMMON, None) or {}
+        if not isinstance(common, dict):
+            raise ConfigError(f"{where}: data.common must be a mapping of dataset options every split shares")
+        splits = data["data"] = {split: ({**common, **ref} if isinstance(ref, dict) else ref)
+                                 for split, ref in splits.items() if ref is not None or split == "train"}
         for split, ref in splits.items():  # data.val=null on the command line drops a split
             if not isinstance(ref, dict) or not isinstance(ref.get("dataset"), str):
                 raise ConfigError(f"{where}: data.{split} must be a mapping with a 'dataset' name")
@@ -152,21 +184,26 @@ def label_names_for(recipe: Recipe, train: DataSource, catalog: Catalog) -> list
 
 def check_recipe(recipe: Recipe, catalog: Catalog) -> None:
     """Every component name and option, checked before anything is built or opened."""
-    from polygraft.components import checked_options
+    from polygraft.components import check_options
 
     kind, name = ("task", recipe.task) if recipe.task else ("objective", recipe.objective)
-    checked_options(catalog.get("backbone", recipe.backbone), recipe.backbone_options,
+    check_options(catalog.get("backbone", recipe.backbone), recipe.backbone_options,
                     supplied=("weights",), where="backbone_options")
-    checked_options(catalog.get(kind, name), getattr(recipe, f"{kind}_options"),
+    check_options(catalog.get(kind, name), getattr(recipe, f"{kind}_options"),
                     supplied=("backbone", "label_names"), where=f"{kind}_options")
     for split in recipe.data:
         dataset, options = recipe.dataset_options(split)
-        checked_options(catalog.get("dataset", dataset), options, where=f"data.{split}")
+        check_options(catalog.get("dataset", dataset), options, where=f"data.{split}")
 
 
 def build_module(recipe: Recipe, train: DataSource, catalog: Catalog) -> TrainingModule:
+    """The task or objective of the recipe; ``trainer.seed`` fixes the initial weights of its head and of random
+    backbones (the trainer seeds again for data order and dropout)."""
+    import torch
+
     from polygraft.api import create_objective, create_task
 
+    torch.manual_seed(recipe.trainer.seed)
     if recipe.task:
         return create_task(recipe.task, backbone=recipe.backbone, weights=recipe.weights,
                            label_names=label_names_for(recipe, train, catalog),
@@ -177,7 +214,9 @@ def build_module(recipe: Recipe, train: DataSource, catalog: Catalog) -> Trainin
 
 def report_skips(split: str, source: DataSource) -> None:
     """Print what a split skipped or changed (main process only): one line per reason with the first places."""
-    if os.environ.get("RANK", "0") != "0":
+    from polygraft.training.distributed import DistributedContext
+
+    if not DistributedContext.from_environment().is_main:
         return
     report = source.skip_report()
     for title, reasons in (("skipped", report["reasons"]), ("changed", report["changed"])):
@@ -187,10 +226,9 @@ def report_skips(split: str, source: DataSource) -> None:
                   file=sys.stderr)
 
 
-def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None) -> FitResult:
-    """Fine-tune (``task``) or pretrain (``objective``) as the recipe says; returns the fit result."""
-    import torch
-
+def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None, callbacks: Sequence[Callback] = ()) -> FitResult:
+    """Fine-tune (``task``) or pretrain (``objective``) as the recipe says; returns the fit result. ``callbacks``
+    run after the recipe's own (a benchmark's clock, a notebook's progress display)."""
     from polygraft.components import build, parse_entries
     from polygraft.finetune import build_strategies
     from polygraft.plugins import build_catalog
@@ -199,13 +237,12 @@ def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None) -> FitResult:
     catalog = catalog or build_catalog()
     check_recipe(recipe, catalog)
     strategies = build_strategies(recipe.strategy, catalog) if recipe.task else []
-    callbacks = [build(catalog, "callback", name, options, where=f"callbacks[{index}]")
-                 for index, (name, options) in enumerate(parse_entries(recipe.callbacks, where="callbacks"))]
+    named = [build(catalog, "callback", name, options, where=f"callbacks[{index}]")
+             for index, (name, options) in enumerate(parse_entries(recipe.callbacks, where="callbacks"))]
     splits = {split: load_split(recipe, split, catalog) for split in DATA_SPLITS}
     for split, source in splits.items():
         if source is not None:
             report_skips(split, source)
-    torch.manual_seed(recipe.trainer.seed)  # the seed fixes the initial weights of head and random backbones too
     module = build_module(recipe, splits["train"], catalog)
     for split in ("val", "test"):
         if splits[split] is not None:
@@ -213,7 +250,8 @@ def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None) -> FitResult:
             if unknown:
                 raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
                                 f"{module.label_names}. Fix the split, or list every label in the recipe's labels:")
-    trainer = Trainer(recipe.trainer, output_dir=recipe.output_dir, strategies=strategies, callbacks=callbacks,
+    trainer = Trainer(recipe.trainer, output_dir=recipe.output_dir, strategies=strategies,
+                      callbacks=[*named, *callbacks],
                       resume=recipe.resume, run_config=recipe.to_dict())
     return trainer.fit(module, train_data=splits["train"], val_data=splits["val"],
                        test_data=splits["test"] if recipe.task else None)

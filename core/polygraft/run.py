@@ -9,6 +9,7 @@ runs/NAME/
   checkpoints/      last.pt (resume) and best.pt (the best-checkpoint callback)
   model/            model.safetensors + polygraft.json (+ backbone assets): polygraft.load(run_dir)
   curves.png        learning curves; other plots a task draws (confusion.png for classification)
+  train.log         what the run printed, when another process ran it (polygraft compare)
 ```
 
 Example:
@@ -73,6 +74,10 @@ class RunDirectory:
     def model_dir(self) -> Path:
         return self.path / "model"
 
+    @property
+    def log_file(self) -> Path:
+        return self.path / "train.log"
+
     def plot(self, name: str) -> Path:
         """``curves`` → ``curves.png`` (learning curves); tasks add their own (``confusion``)."""
         return self.path / f"{name}.png"
@@ -103,6 +108,16 @@ class RunDirectory:
 
     def write_results(self, results: Mapping[str, Any]) -> Path:
         return self._write_json(self.results_file, results)
+
+    def read_results(self) -> dict[str, Any]:
+        """``results.json`` (a ConfigError naming the file when it is missing or damaged)."""
+        try:
+            results = json.loads(self.results_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.results_file}: cannot read the run's results ({exc})") from None
+        if not isinstance(results, dict):
+            raise ConfigError(f"{self.results_file}: expected a JSON object of results")
+        return results
 
     def write_data_report(self, report: Mapping[str, Any]) -> Path:
         return self._write_json(self.data_file, report)

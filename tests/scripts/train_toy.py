@@ -13,7 +13,7 @@ import signal
 import torch
 
 import polygraft
-from polygraft.training.callbacks import Callback
+from polygraft.interfaces import Callback
 
 
 class KillAt(Callback):

@@ -102,7 +102,7 @@ def polygraft_register_strategies(register: Register) -> None:
 
 @hookimpl
 def polygraft_register_callbacks(register: Register) -> None:
-    module = "polygraft.training.builtin_callbacks"
+    module = "polygraft.builtin.callbacks"
     register(CallbackSpec(
         name="early-stopping", factory=f"{module}:EarlyStopping",
         description="Stop when a monitored validation metric stops improving (monitor, mode, patience, min_delta).",

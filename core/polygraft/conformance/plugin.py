@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from polygraft.conformance.backbones import check_backbone_checks
 from polygraft.conformance.components import (
+    check_command,
     check_objective,
     check_simple,
     check_task,
@@ -38,7 +40,7 @@ from polygraft.conformance.steps import Steps, require
 if TYPE_CHECKING:
     from polygraft.plugins import Catalog
 
-KIND_ORDER = ("modality", "backbone", "dataset", "weights", "task", "objective", "strategy", "callback")
+KIND_ORDER = ("modality", "backbone", "dataset", "weights", "task", "objective", "strategy", "callback", "command")
 
 
 def resolve_plugin(plugin: str | ModuleType | object) -> list[tuple[str, object, str, str | None]]:
@@ -129,7 +131,7 @@ def _installed_clashes(report: Report, plugins: Sequence[tuple[str, object, str,
     except Exception:  # pragma: no cover - the installed set is not what is being checked
         return
     present = {info.distribution for info in installed.plugins}
-    extra = [(n, m, d) for n, m, d, _ in plugins if d not in present]
+    extra: list[Any] = [(n, m, d) for n, m, d, _ in plugins if d not in present]
     if extra:
         installed = build_catalog(disabled=(), plugins=extra)
     distributions = {d for _, _, d, _ in plugins}
@@ -167,7 +169,7 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
     resolved = resolve_plugin(plugin)
     report = Report(resolved[0][2])
     builtin = resolved[0][2] == "polygraft"
-    extra = [(name, module, distribution) for name, module, distribution, _ in resolved] if not builtin else []
+    extra: list[Any] = [(name, module, distribution) for name, module, distribution, _ in resolved] if not builtin else []
     catalog = build_catalog(autoload=False, disabled=(), plugins=[*extra, *with_plugins])
     if not _plugin_checks(report, resolved, catalog, check_imports):
         if raise_on_failure:
@@ -180,10 +182,14 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
     checked_backbones: dict[str, tuple[Any, list[dict[str, Any]], dict[str, Any]]] = {}
     sources: dict[str, Any] = {}
     for kind in KIND_ORDER:
+        answering = {id(entry) for entry in catalog.registry(kind).entries()}
         for entry in catalog.registry(kind).all_entries():
-            name = entry.spec.name
             if entry.owner not in owners:
                 continue
+            # a name the plugin shares with a plugin in with_plugins is checked by its qualified name
+            name = entry.spec.name if id(entry) in answering or kind == "modality" else entry.qualified_name
+            if name != entry.spec.name:
+                entry = dataclasses.replace(entry, spec=dataclasses.replace(entry.spec, name=name))
             if options_only and lookup(options, kind, name) is None and lookup(pairs, kind, name) is None:
                 report.skipped(f"{kind} {name!r}", "not named in options (options_only=True)")
                 continue
@@ -207,6 +213,8 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                         sources.setdefault(name, source)
             elif kind == "weights":
                 check_weights(catalog, entry.spec, report)
+            elif kind == "command":
+                check_command(entry.spec, report)
             elif kind in ("task", "objective"):
                 check = check_task if kind == "task" else check_objective
                 check(catalog, entry.spec, report, options=options, examples=examples, pairs=pairs,

@@ -24,6 +24,10 @@ from polygraft.interfaces.training_module import TrainingModule
 class Task(TrainingModule):
     """A fine-tuning task over any backbone whose features its head can read."""
 
+    #: the task's options as it was built with them (recorded by the catalog's builder; saved in ``polygraft.json``
+    #: and passed back to the factory by ``polygraft.load``)
+    build_options: dict[str, Any]
+
     def __init__(self, backbone: Backbone, head: Head, *, label_names: Sequence[str], **options: Any) -> None:
         super().__init__()
         if not label_names:
@@ -33,7 +37,7 @@ class Task(TrainingModule):
         self.backbone = backbone
         self.head = head
         self.label_names = [str(name) for name in label_names]
-        self.options = dict(options)
+        self.build_options = dict(options)  # a subclass may pass its options; else the builder records them
 
     @property
     def num_classes(self) -> int:
@@ -42,8 +46,14 @@ class Task(TrainingModule):
     #: the raw example key holding the target (tasks with another target override it)
     label_key: str = "label"
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options this task was built with (``build_options``)."""
+        return self.build_options
+
     def export(self, directory: Path) -> dict[str, Any]:
-        return {"kind": "task", "task": self.spec_name, "label_names": self.label_names, "options": self.options}
+        return {"kind": "task", "task": self.spec_name, "label_names": self.label_names,
+                "options": dict(self.build_options)}
 
     @classmethod
     def labels_from_data(cls, source: DataSource, *, label_key: str | None = None, **options: Any) -> list[str]:

@@ -60,7 +60,7 @@ class ClassificationPipeline(DataPipeline):
         self.label_key = label_key
 
     def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
-        item = {"inputs": self.preprocessor(example)}
+        item: dict[str, Any] = {"inputs": self.preprocessor(example)}
         if self.label_key in example:
             item["label"] = self.encode(example[self.label_key], example)
         return item
@@ -82,8 +82,7 @@ class ClassificationTask(Task):
             raise DataError(f"classification needs at least 2 labels, got {list(label_names)}; check the label "
                             "column of the training data")
         head = ClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
-        super().__init__(backbone, head, label_names=label_names, dropout=dropout,
-                         label_smoothing=label_smoothing, label_key=label_key, augment=augment)
+        super().__init__(backbone, head, label_names=label_names)
         self.label_smoothing = label_smoothing
         self.label_key = label_key
         self.augment = augment
@@ -96,7 +95,7 @@ class ClassificationTask(Task):
             metrics["top5_accuracy"] = torchmetrics.classification.MulticlassAccuracy(n, top_k=5, average="micro")
         # compute_groups=False: torchmetrics would otherwise merge metrics whose states happen to be equal after
         # the first update (one class in the first batch) and compute top-5 from the wrong counts
-        self.metrics = torchmetrics.MetricCollection(metrics, compute_groups=False)
+        self.metrics = torchmetrics.MetricCollection(metrics, compute_groups=False)  # type: ignore[arg-type]
         self.confusion = torchmetrics.classification.MulticlassConfusionMatrix(n)
         self.last_confusion: torch.Tensor | None = None
 

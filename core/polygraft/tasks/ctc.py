@@ -143,13 +143,12 @@ class CTCTask(Task):
         if decoder not in DECODERS:
             raise ConfigError(f"ctc: decoder must be one of {DECODERS}, got {decoder!r}")
         head = CTCHead(backbone.feature_dim, len(label_names), dropout=dropout)
-        super().__init__(backbone, head, label_names=label_names, dropout=dropout, transcript_key=transcript_key,
-                         lowercase=lowercase, decoder=decoder, beam_size=beam_size)
+        super().__init__(backbone, head, label_names=label_names)
         self.transcript_key, self.lowercase = transcript_key, lowercase
         self.decoder, self.beam_size = decoder, beam_size
         self._beam: Any = None
         self.metrics = torchmetrics.MetricCollection(
-            {"wer": torchmetrics.text.WordErrorRate(), "cer": torchmetrics.text.CharErrorRate()},
+            {"wer": torchmetrics.text.WordErrorRate(), "cer": torchmetrics.text.CharErrorRate()},  # type: ignore[attr-defined]
             compute_groups=False)
         self.unknown = torchmetrics.SumMetric()
 

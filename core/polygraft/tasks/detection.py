@@ -91,7 +91,8 @@ class FCOSDetectionHead(Head):
                              center_sampling_radius=center_sampling_radius, score_thresh=score_thresh,
                              nms_thresh=nms_thresh, detections_per_img=detections_per_image)
 
-    def forward(self, features: Features, sizes: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None,
+    def forward(self, features: Features, sizes: torch.Tensor,  # type: ignore[override]  # the head needs sizes
+                targets: list[dict[str, torch.Tensor]] | None = None,
                 *, decode: bool = False) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]] | None]:
         """Losses (when ``targets`` are given) and decoded detections (when ``decode``)."""
         from torchvision.models.detection.image_list import ImageList
@@ -175,11 +176,11 @@ class DetectionTask(Task):
                  fpn_channels: int = 64, levels: int = 3, extra_levels: int = 2, head_convs: int = 2,
                  score_thresh: float = 0.05, nms_thresh: float = 0.6, detections_per_image: int = 100,
                  center_sampling_radius: float = 1.5) -> None:
-        head_options = {"fpn_channels": fpn_channels, "levels": levels, "extra_levels": extra_levels,
+        head_options: dict[str, Any] = {"fpn_channels": fpn_channels, "levels": levels, "extra_levels": extra_levels,
                         "head_convs": head_convs, "score_thresh": score_thresh, "nms_thresh": nms_thresh,
                         "detections_per_image": detections_per_image, "center_sampling_radius": center_sampling_radius}
         head = FCOSDetectionHead(backbone.map_channels, backbone.map_strides, len(label_names), **head_options)
-        super().__init__(backbone, head, label_names=label_names, flip_prob=flip_prob, **head_options)
+        super().__init__(backbone, head, label_names=label_names)
         self.flip_prob = flip_prob
         from pycocotools.cocoeval import Params
         from torchmetrics.detection import MeanAveragePrecision

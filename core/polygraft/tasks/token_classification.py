@@ -135,8 +135,7 @@ class TokenClassificationTask(Task):
         except ImportError as exc:  # pragma: no cover - make set-up installs the extra
             raise IncompatibleComponentsError("token-classification needs seqeval: pip install 'polygraft[ner]'") from exc
         head = TokenClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
-        super().__init__(backbone, head, label_names=label_names, dropout=dropout,
-                         label_all_subtokens=label_all_subtokens, words_key=words_key, tags_key=tags_key)
+        super().__init__(backbone, head, label_names=label_names)
         self.label_all_subtokens = label_all_subtokens
         self.words_key = words_key
         self.tags_key = tags_key

@@ -15,24 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from polygraft.errors import ConfigError
+from polygraft.inputs.cache.modes import cache_mode
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "sgd")
-
-CACHE_MODES = ("auto", "memory", "disk", "off")
-
-
-def cache_mode(value: bool | str) -> str:
-    """``trainer.cache`` normalised: ``true``/``auto`` → ``auto``; ``false``/``off`` → ``off``; ``memory``; ``disk``."""
-    if value is True or value is False:
-        return "auto" if value else "off"
-    mode = str(value).strip().lower()
-    mode = {"true": "auto", "on": "auto", "false": "off", "no": "off", "none": "off"}.get(mode, mode)
-    if mode not in CACHE_MODES:
-        raise ConfigError(f"trainer.cache must be one of {CACHE_MODES} (or true/false), got {value!r}")
-    return mode
-
 
 REMOVED = {
     "early_stopping": "callbacks: [{name: early-stopping, monitor: val/loss, patience: 3}]",
@@ -40,6 +27,41 @@ REMOVED = {
     "monitor_mode": "callbacks: [{name: best-checkpoint, monitor: val/accuracy, mode: max}]",
 }
 """Trainer keys that moved elsewhere → what to write instead."""
+
+
+OPTION_DOCS = {
+    "max_epochs": "passes over the training data (ignored when `max_steps` is set)",
+    "max_steps": "optimizer steps to train; bounds the run instead of `max_epochs`",
+    "batch_size": "examples per micro-batch on each process",
+    "eval_batch_size": "examples per evaluation batch; null = `batch_size`",
+    "lr": "peak learning rate",
+    "weight_decay": "decoupled weight decay (none on biases, norms and other 1-D parameters)",
+    "optimizer": "`adamw` (fused kernels on CPU, CUDA and MPS) or `sgd`",
+    "momentum": "SGD momentum (`optimizer: sgd` only)",
+    "schedule": "learning-rate decay after warmup: `cosine`, `linear` or `constant`",
+    "warmup_steps": "linear warmup steps; null = `warmup_ratio` of the planned steps",
+    "warmup_ratio": "linear warmup as a share of the planned steps, in [0, 1)",
+    "grad_accum": "micro-batches per optimizer step; an epoch's last, shorter chunk is stepped too",
+    "clip_grad_norm": "clip the global gradient norm to this value; null = no clipping",
+    "precision": "`32`, `bf16-mixed` or `fp16-mixed` (autocast; a gradient scaler for fp16)",
+    "device": "`auto`, `cpu`, `cuda`, `cuda:N` or `mps`",
+    "compile": "run the model through `torch.compile`",
+    "channels_last": "channels-last memory format for the model and image batches",
+    "num_workers": "DataLoader workers; null = chosen per split from the machine and what is still done per read",
+    "cache": "keep prepared examples across epochs: `auto`, `memory`, `disk` or `false`",
+    "cache_memory_mb": "memory for kept examples; null = a quarter of the available memory",
+    "eval_every": "validate every N optimizer steps; null = at the end of each epoch",
+    "log_every": "write a `metrics.jsonl` row every N optimizer steps",
+    "checkpoint_every": "checkpoint every N optimizer steps; null = at every validation point",
+    "seed": "fixes initial weights, data order, augmentation and dropout",
+    "deterministic": "`torch.use_deterministic_algorithms(warn_only=True)` during the fit",
+    "skip_nonfinite": "skip (and count) optimizer steps whose loss is NaN or infinite instead of stopping",
+    "progress": "show a progress bar",
+    "tensorboard": "also write TensorBoard event files into the run directory",
+    "drop_last": "drop each epoch's last, incomplete training batch",
+    "group_by_length": "batch training examples of similar length together (text, audio): less padding",
+}
+"""What each trainer option means (``docs/recipes.md`` is generated from these and the field types)."""
 
 
 @dataclass
@@ -64,7 +86,7 @@ class TrainerConfig:
     compile: bool = False
     channels_last: bool = False
     num_workers: int | None = None  # DataLoader workers; null = chosen per split from the machine and the data
-    cache: bool | str = "auto"  # keep prepared examples across epochs: auto | memory | disk | false (see prepared.py)
+    cache: bool | str = "auto"  # keep prepared examples across epochs: auto | memory | disk | false (inputs/cache)
     cache_memory_mb: int | None = None  # memory for kept examples; null = a quarter of the available memory
     eval_every: int | None = None  # steps; None = at the end of each epoch
     log_every: int = 10

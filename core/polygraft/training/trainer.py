@@ -1,9 +1,13 @@
 """The shared Trainer: one readable loop for fine-tuning tasks and pretraining objectives in every modality.
 
 It wires pieces that live in their own modules: devices and precision (precision.py), torch.distributed
-(distributed.py), optimizer and schedule (optim.py), data loading (data.py), checkpoints and resume
-(checkpoint.py, resume.py), callbacks (callbacks.py, builtin_callbacks.py), logging (logger.py) and the run
-directory (run.py). It knows no modality: what a batch holds is the training module's business.
+(distributed.py), optimizer and learning-rate schedule (optim.py), the plan of steps and when to validate and
+checkpoint (schedule.py), checkpoints and resume (checkpoint.py, resume.py), logging (logger.py), the data loaders
+and input cache (``polygraft.inputs``), callbacks (``polygraft.interfaces.Callback``) and the run directory
+(``polygraft.run``). It knows no modality: what a batch holds is the training module's business.
+
+One optimizer step is one chunk of ``grad_accum`` micro-batches; an epoch's last chunk may be shorter, and is stepped
+too (its loss averaged over its micro-batches): see ``polygraft.training.schedule``.
 
 Example:
     >>> import tempfile, polygraft
@@ -21,8 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,25 +35,24 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from polygraft.errors import TrainingError
-from polygraft.features import batch_size_of, move_to_device
-from polygraft.interfaces import DataSource, StepOutput, TrainingModule
+from polygraft.errors import IncompatibleComponentsError, TrainingError
+from polygraft.features import Batch, Features, batch_size_of, move_to_device
+from polygraft.inputs.datasets import raise_worker_errors
+from polygraft.inputs.loaders import Loaders, LoaderSettings, check_sizes, position_loader
+from polygraft.interfaces import Callback, DataSource, StepOutput, TrainingModule
 from polygraft.run import RunDirectory
 from polygraft.training import checkpoint as ckpt
-from polygraft.training.builtin_callbacks import TruncationCounter
-from polygraft.training.callbacks import Callback
 from polygraft.training.config import TrainerConfig
-from polygraft.training.data import check_sizes, checked, position_loader
 from polygraft.training.distributed import DistributedContext
-from polygraft.training.loaders import TrainerLoaders
 from polygraft.training.logger import LossWindow, TrainingLogger
 from polygraft.training.optim import build_optimizer, build_scheduler, default_param_groups
 from polygraft.training.precision import Precision, pick_device
 from polygraft.training.resume import checkpoint_state, restore
+from polygraft.training.schedule import Schedule, StepPlan, chunk_sizes
 from polygraft.training.usage import Usage
 
 if TYPE_CHECKING:
-    from polygraft.finetune.strategy import FinetuneStrategy
+    from polygraft.interfaces import FinetuneStrategy
 
 
 @dataclass
@@ -100,15 +104,21 @@ class Trainer:
         self.logger: TrainingLogger | None = None
         self.max_steps = 0
         self.results: dict[str, Any] = {}  # what callbacks add to results.json
-        self.loaders: TrainerLoaders | None = None  # DataLoaders and the input cache of the current fit
+        self.loaders: Loaders | None = None  # DataLoaders and the input cache of the current fit
         self.usage = Usage(self.device)  # time, parameters and memory of the fit
+        self.schedule = Schedule(self.config.eval_every, self.config.checkpoint_every)
         self._stop_reason: str | None = None
+        # loop state of one fit
+        self._metrics: dict[str, float] = {}  # the latest validation metrics
+        self._validated_at = -1  # global step of the latest validation
+        self._window = LossWindow(self.device)
 
     # ----------------------------------------------------------------- public API
     def fit(self, module: TrainingModule, *, train_data: DataSource, val_data: DataSource | None = None,
             test_data: DataSource | None = None) -> FitResult:
         """Train, validate, checkpoint; save the model; then evaluate ``test_data`` (``test/...`` metrics) and
         write the results into the run directory."""
+        self.usage.fit_called()
         self.dist.setup(self.device)
         deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
         try:
@@ -175,6 +185,9 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def _setup(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None) -> tuple[Any, Any]:
+        """Build everything a fit needs. Two orderings matter: strategies set the module up (freeze, add
+        adapters) before the optimizer collects its parameters, and a resume restores the checkpoint only once
+        module, optimizer, scheduler and callbacks all exist."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:  # process-wide: fit() restores the previous setting when it returns
@@ -187,20 +200,22 @@ class Trainer:
             strategy.setup(module)
         module.to(self.device)
         if cfg.channels_last:
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         groups = next((g for s in self.strategies
                        if (g := s.param_groups(module, lr=cfg.lr, weight_decay=cfg.weight_decay)) is not None), None)
         self.optimizer = build_optimizer(groups or default_param_groups(module, weight_decay=cfg.weight_decay),
                                          cfg, self.device)
-        self.loaders = TrainerLoaders(cfg, self.dist, pin_memory=self.device.type == "cuda")  # fresh cache per fit
-        train_loader, val_loader = self.loaders.for_fit(module, train_data, val_data)
-        steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
-        self.max_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * (cfg.max_epochs or 1)
+        plan = StepPlan.of(cfg, train_size=len(train_data), world_size=self.dist.world_size)
+        self.max_steps = plan.max_steps
+        self.loaders = self._loaders()  # a fresh input cache per fit
+        train_loader, val_loader = self.loaders.for_fit(
+            train_data, val_data, train=module.data_pipeline(training=True),
+            evaluation=module.data_pipeline(training=False), epochs=plan.epochs, validations=plan.validations)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self._wrap_model()
         self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
-                          *module.callbacks(), TruncationCounter()]
+                          *module.callbacks()]
         if self.resume is not None:
             restore(self, self.resume)
         elif self.run is not None:
@@ -211,33 +226,51 @@ class Trainer:
                                      initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
         for line in self.loaders.lines():
             self.message(line)
+        self._check_first_features(module.backbone)
         return train_loader, val_loader
+
+    def _check_first_features(self, backbone: Any) -> None:
+        """Check the features of the first forward against what the backbone declares, naming it (a wrong shape
+        otherwise ends in a torch traceback inside the head, or trains silently)."""
+        handle: Any = None
+
+        def check(_module: Any, args: tuple[Any, ...], features: Any) -> None:
+            handle.remove()
+            if not isinstance(features, Features):
+                raise IncompatibleComponentsError(
+                    f"backbone {backbone.spec_name or type(backbone).__name__!r} returned {type(features).__name__}, "
+                    "not polygraft.features.Features")
+            problems = backbone.feature_problems(features, batch_size_of(args[0]))
+            if problems:
+                raise IncompatibleComponentsError(
+                    f"backbone {backbone.spec_name or type(backbone).__name__!r}: {problems[0]} (found on the first "
+                    "batch; polygraft.testing.check_backbone checks every rule a backbone must follow)")
+
+        handle = backbone.register_forward_hook(check)
+
+    def _loaders(self) -> Loaders:
+        return Loaders(LoaderSettings.of(self.config), self.dist, pin_memory=self.device.type == "cuda")
 
     def _eval_loader(self, module: TrainingModule, data: DataSource) -> Any:
         """The loader of a test split (or of ``evaluate``): read once, so nothing is kept."""
         if self.loaders is None:
-            self.loaders = TrainerLoaders(self.config, self.dist, pin_memory=self.device.type == "cuda")
+            self.loaders = self._loaders()
         return self.loaders.evaluation(data, module.data_pipeline(training=False), split="test")[0]
 
     # ----------------------------------------------------------------- the loop
     def _train(self, train_loader: Any, val_loader: Any) -> dict[str, float]:
         cfg, state = self.config, self.state
-        self._metrics: dict[str, float] = {}
-        self._validated_at = -1
-        self._window = LossWindow(self.device)
         self.module.train()
-        while state.global_step < self.max_steps and self._stop_reason is None:
+        while not self._done():
             position_loader(train_loader, epoch=state.epoch, skip_batches=state.batches_in_epoch, seed=cfg.seed)
             for callback in self.callbacks:
                 callback.on_train_epoch_start(self, state.epoch)
-            for batch in checked(train_loader):
-                state.batches_in_epoch += 1
-                output = self._micro_step(batch)
-                if output is None or state.batches_in_epoch % cfg.grad_accum != 0:
-                    continue  # accumulating, or a non-finite batch was skipped
-                self._optimizer_step()
-                self._after_step(val_loader, batch, output)
-                if state.global_step >= self.max_steps or self._stop_reason is not None:
+            batches = raise_worker_errors(train_loader)
+            for size in chunk_sizes(len(train_loader), cfg.grad_accum):  # the loader starts where the epoch stands
+                done = self._train_step(itertools.islice(batches, size), size)
+                if done is not None:
+                    self._after_step(val_loader, *done)
+                if self._done():
                     break
             else:  # the epoch ran out
                 self._end_epoch(val_loader)
@@ -246,14 +279,31 @@ class Trainer:
         self._save_checkpoint()
         return self._metrics
 
-    def _micro_step(self, batch: dict[str, Any]) -> StepOutput | None:
-        """Forward and backward of one micro-batch (gradients accumulate until the optimizer step)."""
-        accum = self.config.grad_accum
-        if (self.state.batches_in_epoch - 1) % accum == 0:
-            for callback in self.callbacks:
-                callback.on_train_step_start(self, self.state.global_step)
+    def _done(self) -> bool:
+        return self.state.global_step >= self.max_steps or self._stop_reason is not None
+
+    def _train_step(self, micro_batches: Iterator[Batch], size: int) -> tuple[Batch, StepOutput] | None:
+        """One optimizer step over the next ``size`` micro-batches (gradients accumulate across them; DDP syncs on
+        the last). Returns the last micro-batch and its output, or ``None`` when a non-finite loss skipped the step
+        (its remaining micro-batches are read and dropped, so the epoch stays aligned)."""
+        for callback in self.callbacks:
+            callback.on_train_step_start(self, self.state.global_step)
+        done: tuple[Batch, StepOutput] | None = None
+        for position, batch in enumerate(micro_batches, start=1):
+            self.state.batches_in_epoch += 1
+            output = self._micro_step(batch, last=position == size, scale=size)
+            if output is None:
+                self.state.batches_in_epoch += sum(1 for _ in micro_batches)
+                return None
+            done = batch, output
+        if done is None:
+            return None
+        self._optimizer_step(micro_batches=size)
+        return done
+
+    def _micro_step(self, batch: Batch, *, last: bool, scale: int) -> StepOutput | None:
+        """Forward and backward of one micro-batch, its loss divided by the step's number of micro-batches."""
         batch = self._to_device(batch)
-        last = self.state.batches_in_epoch % accum == 0
         sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
         with sync:
             with self.precision.autocast():
@@ -261,13 +311,13 @@ class Trainer:
             if not torch.isfinite(output.loss):
                 self._nonfinite(output.loss)
                 return None
-            self.precision.backward(output.loss / self.config.grad_accum)
+            self.precision.backward(output.loss / scale)
         self._window.add(output.loss.detach(), batch_size_of(batch) * self.dist.world_size)
         for callback in self.callbacks:
             callback.on_train_batch_end(self, batch, output)
         return output
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self, *, micro_batches: int) -> None:
         cfg = self.config
         self.precision.unscale(self.optimizer)
         if cfg.clip_grad_norm:
@@ -279,9 +329,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.state.global_step += 1
-        self.state.samples_seen += cfg.batch_size * cfg.grad_accum * self.dist.world_size
+        self.state.samples_seen += cfg.batch_size * micro_batches * self.dist.world_size
 
-    def _after_step(self, val_loader: Any, batch: dict[str, Any], output: StepOutput) -> None:
+    def _after_step(self, val_loader: Any, batch: Batch, output: StepOutput) -> None:
         """Per-step work after the weights changed: progress, step callbacks, logging, validation, checkpoint."""
         cfg, step = self.config, self.state.global_step
         self.logger.advance()
@@ -292,10 +342,7 @@ class Trainer:
             loss, samples_per_s = self._window.flush()
             self.logger.log({"step": step, "epoch": self.state.epoch, "train/loss": self.dist.mean(loss, self.device),
                              "train/lr": self.scheduler.get_last_lr()[0], "train/samples_per_s": samples_per_s})
-        if val_loader is not None and cfg.eval_every and step % cfg.eval_every == 0:
-            self._metrics = self._validate_and_log(val_loader)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            self._save_checkpoint()
+        self._run_due(self.schedule.after_step(step), val_loader)
 
     def _end_epoch(self, val_loader: Any) -> None:
         state = self.state
@@ -303,9 +350,12 @@ class Trainer:
             callback.on_train_epoch_end(self, state.epoch)
         state.epoch += 1
         state.batches_in_epoch = 0
-        if val_loader is not None and not self.config.eval_every and state.global_step != self._validated_at:
+        self._run_due(self.schedule.after_epoch(), val_loader)
+
+    def _run_due(self, due: Any, val_loader: Any) -> None:
+        if due.validate and val_loader is not None and self.state.global_step != self._validated_at:
             self._metrics = self._validate_and_log(val_loader)
-        if not self.config.checkpoint_every:
+        if due.checkpoint:
             self._save_checkpoint()
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
@@ -339,7 +389,7 @@ class Trainer:
         module.reset_metrics()
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss × n, examples
         position_loader(loader, epoch=0, skip_batches=0, seed=self.config.seed)
-        for batch in checked(loader):
+        for batch in raise_worker_errors(loader):
             batch = self._to_device(batch)
             with self.precision.autocast():
                 output = module(batch)
@@ -360,7 +410,7 @@ class Trainer:
         return metrics
 
     # ----------------------------------------------------------------- pieces
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def _to_device(self, batch: Batch) -> Batch:
         """Everything but ``meta`` goes to the device once (``meta`` too when the module asks)."""
         if self.module.meta_on_device:
             return move_to_device(batch, self.device)
@@ -372,7 +422,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         if self.config.compile:
-            model = torch.compile(model)
+            model = torch.compile(model)  # type: ignore[assignment]  # a module that forwards to the compiled one
         self.model = model
 
     def _save_checkpoint(self) -> None:

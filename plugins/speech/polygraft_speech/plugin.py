@@ -5,6 +5,9 @@ from __future__ import annotations
 from polygraft.hookspecs import Register, hookimpl
 from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
 
+POLYGRAFT_PLUGIN_API = 1
+"""The polygraft plugin API this plugin is written for (docs/contracts.md)."""
+
 _PKG = "polygraft_speech"
 
 

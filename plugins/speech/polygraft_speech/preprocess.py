@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,13 +61,11 @@ class WaveformPreprocessor(Preprocessor):
         self.deterministic = not self.noise  # the trainer may keep prepared clips unless noise is added
 
     # -- variants -------------------------------------------------------------------------------------------
-    def for_training(self, *, noise: bool = True, snr_db: Sequence[float] = (10.0, 30.0),
+    def for_training(self, *, noise: bool = True, snr_db: Sequence[float] = (10.0, 30.0),  # type: ignore[override]
                      noise_prob: float = 1.0) -> WaveformPreprocessor:
         """The training variant: additive Gaussian noise at a random SNR in ``snr_db`` (dB)."""
-        other = copy.copy(self)
-        WaveformPreprocessor.__init__(other, sample_rate=self.sample_rate, normalize=self.normalize, noise=noise,
-                                      snr_db=snr_db, noise_prob=noise_prob)
-        return other
+        return WaveformPreprocessor(sample_rate=self.sample_rate, normalize=self.normalize, noise=noise,
+                                    snr_db=snr_db, noise_prob=noise_prob)
 
     # -- one example ----------------------------------------------------------------------------------------
     def waveform(self, example: Mapping[str, Any]) -> torch.Tensor:
@@ -120,14 +117,14 @@ class WaveformPreprocessor(Preprocessor):
             mask[row, :length] = 1
         return {"input_values": values, "attention_mask": mask}
 
-    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Samples at ``sample_rate`` per example: from the source's header durations when it knows them
-        (audio datasets do), else from each example's array or file header (never a full decode of a file)."""
-        from polygraft_speech.datasets.source import durations_of
+    def length_of(self, inputs: Mapping[str, Any]) -> int:
+        """Samples of one prepared clip."""
+        return int(inputs["input_values"].shape[0])
 
-        known = durations_of(examples)
-        if known is not None:
-            return [round(seconds * self.sample_rate) for seconds in known]
+    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Samples at ``sample_rate`` per raw example, from each example's array or file header (never a full
+        decode of a file). Audio datasets know their durations themselves (``DataSource.lengths``), so the trainer
+        asks this only of other sources."""
         result = []
         for index in range(len(examples)):
             example = examples[index]

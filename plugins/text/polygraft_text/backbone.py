@@ -39,11 +39,12 @@ CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "inter
                "hidden_act")
 
 
-def load_tokenizer(location: str | Path) -> Any:
-    """A fast tokenizer from a local directory, a ``vocab.txt`` WordPiece file or a packaged name (``minilm-l6``)."""
+def load_tokenizer(location: str | Path, *, catalog: Any = None) -> Any:
+    """A fast tokenizer from a local directory, a ``vocab.txt`` WordPiece file or a registered weights alias
+    (``minilm-l6``: the tokenizer of those weights)."""
     from transformers import AutoTokenizer, BertTokenizerFast
 
-    path = Path(packaged_dir(location))
+    path = Path(packaged_dir(location, catalog=catalog))
     if path.is_file():
         if path.suffix == ".json":
             from transformers import PreTrainedTokenizerFast
@@ -66,14 +67,18 @@ def load_tokenizer(location: str | Path) -> Any:
         raise WeightsError(f"cannot fetch tokenizer {str(location)!r} from the hub: {exc}") from exc
 
 
-def packaged_dir(location: str | Path) -> str:
-    """``minilm-l6`` (a packaged model directory) → its path; anything else unchanged."""
-    from polygraft_text.weights import PACKAGED_DIRS
+def packaged_dir(location: str | Path, *, catalog: Any = None) -> str:
+    """A registered weights alias of a bert backbone (``minilm-l6``) → its local directory, resolved through the
+    catalog like ``weights:`` is; a path or anything else unchanged."""
+    import polygraft
 
     name = str(location)
-    if name in PACKAGED_DIRS and not Path(name).exists():
-        return str(PACKAGED_DIRS[name]())
-    return name
+    if Path(name).exists() or "/" in name or Path(name).suffix:
+        return name
+    catalog = catalog if catalog is not None else polygraft.build_catalog()
+    if name not in catalog.registry("weights"):
+        return name
+    return polygraft.resolve_weights(name, backbone="bert", catalog=catalog)[0]
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -201,7 +206,7 @@ def _same_folder(config: str, location: str) -> bool:
 
 
 def create_bert_backbone(*, weights: str | None = None, config: str | None = None, tokenizer: str | None = None,
-                         pooling: str = "cls", max_length: int = 128, model_type: str = "bert",
+                         pooling: str = "cls", max_length: int = 128, model_type: str = "bert", catalog: Any = None,
                          **config_values: Any) -> BertBackbone:
     """Factory registered as backbone ``bert``.
 
@@ -213,6 +218,7 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
         pooling: ``cls`` (first token) or ``mean`` (masked mean of the last layer).
         max_length: truncation length in tokens (truncated examples are counted).
         model_type: architecture for config values (``bert``, ``roberta``, ``distilbert``...).
+        catalog: supplied by core (resolves ``config``/``tokenizer`` aliases such as ``minilm-l6``).
         **config_values: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``...
     """
     from transformers import AutoConfig
@@ -222,10 +228,10 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
         raise ConfigError(f"unknown bert options {sorted(unknown)}; config values are {list(CONFIG_KEYS)}")
     if weights is not None:
         location = _resolve_weights(str(weights))
-        if config_values or (config is not None and not _same_folder(packaged_dir(config), location)):
+        if config_values or (config is not None and not _same_folder(packaged_dir(config, catalog=catalog), location)):
             raise ConfigError("give either weights=... or config values for a random init, not both (config may "
                               "name the weights' own folder, so that weights=null gives that architecture at random)")
-        tok = load_tokenizer(tokenizer or location)
+        tok = load_tokenizer(tokenizer or location, catalog=catalog)
         try:
             model = _build_model(None, location)
         except WeightsError:
@@ -241,9 +247,9 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
             if config is None:
                 raise ConfigError("a random-init bert needs tokenizer=<local dir or vocab.txt> (or weights=...)")
             tokenizer = config
-        tok = load_tokenizer(tokenizer)
+        tok = load_tokenizer(tokenizer, catalog=catalog)
         if config is not None:
-            hf_config = AutoConfig.from_pretrained(packaged_dir(config), **config_values)
+            hf_config = AutoConfig.from_pretrained(packaged_dir(config, catalog=catalog), **config_values)
         else:
             values = {"vocab_size": len(tok), "max_position_embeddings": max(512, int(max_length)), **config_values}
             if tok.pad_token_id is not None:

@@ -4,12 +4,13 @@ Raw examples are ``{"text": str}`` (optionally ``"text_pair": str``) or pre-spli
 ``__call__`` tokenizes one example without padding; ``collate`` pads each batch to its own longest sequence
 (dynamic padding, never to ``max_length``).
 
-Truncation is never silent. Every example cut at ``max_length`` is
+Truncation is never silent. Every example cut at ``max_length`` is flagged in the batch's bookkeeping as
+``meta["truncated"]`` (a ``(B,)`` bool tensor, from ``collate_meta``), which the truncation counter this
+preprocessor hands the trainer (``callbacks()``) counts, even when tokenization ran in DataLoader worker processes;
+the first cut in a process is logged with a warning (and ``preprocessor.truncation`` tallies that process's cuts).
 
-* counted on the preprocessor (``preprocessor.truncation["examples"]`` and ``["tokens_dropped"]``, in the process
-  that tokenized it), logged once with a warning, and
-* flagged in the batch's bookkeeping as ``meta["truncated"]`` (a ``(B,)`` bool tensor, from ``collate_meta``), so the
-  trainer's truncation counter sees it even when tokenization ran in DataLoader worker processes.
+The tokenizer's own thread pool is switched off (``TOKENIZERS_PARALLELISM=false`` unless the environment says
+otherwise): one example is tokenized at a time, and a Rust pool shared with forked DataLoader workers deadlocks.
 
 Each tokenized example also carries ``word_ids`` (the word each token belongs to, -1 for special tokens and
 padding) and character ``offsets`` in ``meta``, which token classification uses for label alignment and entity
@@ -29,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,6 +53,7 @@ class TextPreprocessor(Preprocessor):
                  pair_key: str = "text_pair", tokens_key: str = "tokens") -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("TextPreprocessor needs a fast (Rust-backed) tokenizer for word ids and offsets")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before any worker forks (see module docstring)
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.text_key = text_key
@@ -143,6 +146,16 @@ class TextPreprocessor(Preprocessor):
         length = max(len(item["input_ids"]) for item in items)
         return torch.tensor([list(item[key]) + [fill] * (length - len(item[key])) for item in items],
                             dtype=torch.long)
+
+    def length_of(self, inputs: Mapping[str, Any]) -> int:
+        """Tokens of one tokenized example (special tokens included)."""
+        return len(inputs["input_ids"])
+
+    def callbacks(self) -> list[Any]:
+        """Counts the examples cut at ``max_length`` (``meta["truncated"]``) into the run log and results."""
+        import polygraft
+
+        return [polygraft.TruncationCounter()]
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``input_ids`` padded with the pad token, ``attention_mask`` (and ``token_type_ids`` for pairs)."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from polygraft.hookspecs import Register, hookimpl
-from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+from polygraft.specs import BackboneSpec, CommandSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+
+POLYGRAFT_PLUGIN_API = 1
+"""The polygraft plugin API this plugin is written for (docs/contracts.md)."""
 
 _PKG = "polygraft_vision"
 
@@ -63,3 +66,10 @@ def polygraft_register_objectives(register: Register) -> None:
         name="simclr", factory=f"{_PKG}.simclr:SimCLR", modality="vision",
         description="SimCLR: two augmented views, projection head, NT-Xent loss; exports a backbone checkpoint.",
     ))
+
+
+@hookimpl
+def polygraft_register_commands(register: Register) -> None:
+    """Commands: ``polygraft vision-shapes ...``."""
+    register(CommandSpec(name="vision-shapes", factory="polygraft_vision.shapes:main",
+                         description="write a generated COCO detection set of coloured shapes to a folder"))

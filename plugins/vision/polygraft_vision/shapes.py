@@ -120,10 +120,10 @@ def generate_shapes(directory: str | Path, *, num_images: int = 200, image_size:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m polygraft_vision.shapes OUT [--num-images N] [--image-size S] [--seed K]``: write a COCO set."""
+    """``polygraft vision-shapes OUT [--num-images N] [--image-size S] [--seed K]``: write a COCO set."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m polygraft_vision.shapes", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="polygraft vision-shapes", description=main.__doc__)
     parser.add_argument("directory")
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--image-size", type=int, default=128)

@@ -137,6 +137,4 @@ def create_wnut_tweets(*, split: str = "train", test_fraction: float = 0.2, val_
     else:
         parts = source.split([1.0 - test_fraction - val_fraction, val_fraction, test_fraction], seed=seed)
         part = parts[("train", "val", "test").index(split)]
-    if size is not None:
-        part.indices = part.indices[: int(size)]
-    return part
+    return part if size is None else part.first(size)

@@ -18,7 +18,7 @@ and two processes writing the same key cannot mix their files.
 Example:
     >>> import tempfile, torch
     >>> from pathlib import Path
-    >>> from polygraft.training.cache import DiskCache
+    >>> from polygraft.inputs.cache.disk import DiskCache
     >>> cache = DiskCache(Path(tempfile.mkdtemp()), {"source": "s1", "pipeline": "p1"}, size=2)
     >>> writer = cache.writer()
     >>> writer.add({"x": torch.ones(2), "label": 1})
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polygraft.training.fingerprint import canonical_json, digest
+from polygraft.fingerprint import canonical_json, digest
 
 FORMAT = 1
 """Version of the folder layout and encoding; part of every key."""
@@ -81,7 +81,10 @@ class DiskCache:
             file = self.path / str(shard["file"])
             if "/" in str(shard["file"]) or not file.is_file() or file.stat().st_size != int(shard["bytes"]):
                 return None
-        return DiskStore(self.path, shards)
+        lengths = manifest.get("lengths")
+        if lengths is not None and (not isinstance(lengths, list) or len(lengths) != self.size):
+            return None
+        return DiskStore(self.path, shards, lengths=lengths)
 
     def writer(self) -> DiskWriter:
         return DiskWriter(self)
@@ -129,10 +132,11 @@ class DiskWriter:
         self.shards.append({"file": name, "count": len(self.texts), "bytes": (self.tmp / name).stat().st_size})
         self._reset()
 
-    def commit(self) -> DiskStore:
-        """Write the manifest and move the folder into place (or use an identical cache another process wrote)."""
+    def commit(self, *, lengths: list[int] | None = None) -> DiskStore:
+        """Write the manifest and move the folder into place (or use an identical cache another process wrote).
+        ``lengths``: each example's compute size, kept beside the shards for length-grouped batching."""
         self._flush()
-        manifest = {"format": FORMAT, "key": self.cache.key, "shards": self.shards}
+        manifest = {"format": FORMAT, "key": self.cache.key, "shards": self.shards, "lengths": lengths}
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         _fsync(self.tmp / MANIFEST)
         existing = self.cache.open()
@@ -161,8 +165,9 @@ class DiskWriter:
 class DiskStore:
     """Read-only, random-access examples of a verified cache folder (opens its shards lazily, per process)."""
 
-    def __init__(self, path: Path, shards: list[dict[str, Any]]) -> None:
+    def __init__(self, path: Path, shards: list[dict[str, Any]], *, lengths: list[int] | None = None) -> None:
         self.path = path
+        self.lengths = lengths
         self.files = [str(path / s["file"]) for s in shards]
         self.starts = np.cumsum([0] + [int(s["count"]) for s in shards])
         self.nbytes = sum(int(s["bytes"]) for s in shards)
