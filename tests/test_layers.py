@@ -8,7 +8,7 @@ behind laziness. Components (L2) and the input pipeline (L3) are siblings: neith
 |---|---|---|
 | L0 vocabulary | errors features specs options assets fingerprint run plots version safe_yaml | L0 |
 | L1 contracts and catalog | interfaces/ hookspecs registry plugins components model_io | L0, L1 |
-| L2 components | tasks/ finetune/ builtin/ | L0, L1, L2 |
+| L2 components | tasks/ finetune/ builtin/ fusion/ | L0, L1, L2 |
 | L3 inputs | inputs/ | L0, L1, L3 |
 | L4 engine | training/ | L0 to L4 |
 | L5 composition | api recipe | L0 to L5 |
@@ -34,7 +34,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["errors", "features", "specs", "options", "assets", "fingerprint", "run", "plots",
                      "version", "safe_yaml"], 0),
     **dict.fromkeys(["interfaces", "hookspecs", "registry", "plugins", "components", "model_io"], 1),
-    **dict.fromkeys(["tasks", "finetune", "builtin"], 2),
+    **dict.fromkeys(["tasks", "finetune", "builtin", "fusion"], 2),
     "inputs": 3,
     "training": 4,
     **dict.fromkeys(["api", "recipe"], 5),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from polygraft.components import build
 from polygraft.errors import ConfigError, IncompatibleComponentsError, UnknownComponentError, WeightsError
 from polygraft.plugins import Catalog, build_catalog
-from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec, WeightsSpec
+from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec
 
 if TYPE_CHECKING:
     from polygraft.interfaces import Backbone, DataSource, Task, TrainingModule
@@ -52,27 +52,11 @@ def list_components(kind: str, *, modality: str | None = None, catalog: Catalog 
 
 
 def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> tuple[str, dict[str, Any]]:
-    """A registered alias → (local path, the backbone options its spec declares); paths and hub ids pass through."""
-    registry = catalog.registry("weights")
-    name = str(weights)
-    if name in registry:
-        spec = registry.get(name)
-        assert isinstance(spec, WeightsSpec)
-        backbones = catalog.registry("backbone")
-        same = spec.backbone in backbones and backbones.get(spec.backbone) is backbones.get(backbone)
-        if spec.backbone and spec.backbone != backbone and not same:
-            raise IncompatibleComponentsError(
-                f"weights {name!r} are for backbone {spec.backbone!r}, not {backbone!r}: "
-                f"use create_backbone({spec.backbone!r}, weights={name!r})"
-            )
-        return str(spec.load_factory()()), dict(spec.backbone_options)
-    if Path(name).expanduser().exists() or "/" in name or name.startswith("hf-hub:"):
-        return name, {}
-    known = ", ".join(registry.names()) or "none"
-    raise WeightsError(
-        f"weights {name!r} are neither a registered alias, a local path nor a hub id (org/name). "
-        f"Known aliases: {known}. See `polygraft list weights`."
-    )
+    """A registered alias → (local path, the backbone options its spec declares); paths and hub ids pass through
+    (:func:`polygraft.components.resolve_weights`)."""
+    from polygraft.components import resolve_weights as resolve
+
+    return resolve(weights, backbone=backbone, catalog=catalog)
 
 
 def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Catalog | None = None,
@@ -81,42 +65,19 @@ def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Ca
 
     Keyword options go to the plugin's factory after a check against its signature (unknown names get the
     closest valid names). Which layers train is a strategy's option (``{name: full, trainable_layers: N}``).
+    Composite backbones build their parts the same way with :func:`polygraft.components.build_backbone`.
 
     Example:
         >>> import polygraft
         >>> polygraft.create_backbone("toy", in_features=4, hidden=8).feature_dim
         8
     """
-    from polygraft.model_io import find_model_dir
+    from polygraft.components import build_backbone
 
-    catalog = catalog or build_catalog()
     if "trainable_layers" in options:
         raise ConfigError("trainable_layers is a strategy option: strategy: [{name: full, trainable_layers: "
                           f"{options['trainable_layers']}}}] (or FullStrategy(trainable_layers=N))")
-    model_dir = find_model_dir(weights) if weights is not None else None
-    if model_dir is not None:
-        return _backbone_from_model_dir(name, model_dir, catalog=catalog, **options)
-    path, preset = (None, {}) if weights is None else resolve_weights(weights, backbone=name, catalog=catalog)
-    build_options = {**preset, **options}
-    return build(catalog, "backbone", name, build_options, where="backbone_options", weights=path)
-
-
-def _backbone_from_model_dir(name: str, model_dir: Path, *, catalog: Catalog, **options: Any) -> Backbone:
-    """A backbone rebuilt from a polygraft model directory (its saved options) with its saved weights."""
-    from polygraft.model_io import backbone_options, read_model_config, weights_file
-
-    config = read_model_config(model_dir)
-    saved = config["backbone"]["name"]
-    registry = catalog.registry("backbone")
-    if registry.get(saved) is not registry.get(name):
-        raise IncompatibleComponentsError(f"{model_dir} holds a {saved!r} backbone, not {name!r}; use backbone: {saved}")
-    built = {**backbone_options(config, model_dir), **options}
-    backbone = build(catalog, "backbone", name, built, where="backbone_options", weights=None)
-    prefix = "" if config["kind"] == "backbone" else "backbone."
-    from polygraft.model_io import load_weights_into
-
-    load_weights_into(backbone, weights_file(model_dir), prefix=prefix)
-    return backbone
+    return build_backbone(catalog or build_catalog(), name, weights=weights, options=options)
 
 
 def check_compatible(task: TaskSpec, backbone: BackboneSpec) -> None:

@@ -5,7 +5,9 @@ factory (:mod:`polygraft.options`, also public as :func:`check_options`) and cal
 its keyword arguments becomes a :class:`~polygraft.errors.ConfigError`, never a raw ``TypeError``. The checked
 options are recorded once, as the component's ``build_options`` (what a saved model rebuilds it with), unless the
 factory recorded its own. A factory that declares a ``catalog`` parameter (a composite, such as a backbone built
-from other backbones) receives the caller's catalog, so isolated catalogs (tests, the plugin kit) reach its parts. :func:`parse_entries` reads recipe lists
+from other backbones) receives the caller's catalog, so isolated catalogs (tests, the plugin kit) reach its parts;
+:func:`build_backbone` builds such a part with its weights resolved exactly as ``polygraft.create_backbone`` does
+(an alias, a local path, a polygraft run directory). :func:`parse_entries` reads recipe lists
 such as ``strategy:`` and ``callbacks:`` where each item is a name or ``{name: ..., **options}``.
 
 Example:
@@ -21,13 +23,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polygraft.errors import ConfigError
+from polygraft.errors import ConfigError, IncompatibleComponentsError, WeightsError
 from polygraft.options import check_options as _check_options
 from polygraft.options import declared_options, factory_options
 
 if TYPE_CHECKING:
+    from polygraft.interfaces import Backbone
     from polygraft.plugins import Catalog
     from polygraft.specs import ComponentSpec
 
@@ -95,3 +99,61 @@ def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | N
     if isinstance(getattr(component, "build_options", None), dict) and not component.build_options:
         component.build_options = dict(clean)
     return component
+
+
+def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> tuple[str, dict[str, Any]]:
+    """A registered alias → (local path, the backbone options its spec declares); paths and hub ids pass through."""
+    from polygraft.specs import WeightsSpec
+
+    registry = catalog.registry("weights")
+    name = str(weights)
+    if name in registry:
+        spec = registry.get(name)
+        assert isinstance(spec, WeightsSpec)
+        backbones = catalog.registry("backbone")
+        same = spec.backbone in backbones and backbones.get(spec.backbone) is backbones.get(backbone)
+        if spec.backbone and spec.backbone != backbone and not same:
+            raise IncompatibleComponentsError(
+                f"weights {name!r} are for backbone {spec.backbone!r}, not {backbone!r}: "
+                f"use create_backbone({spec.backbone!r}, weights={name!r})"
+            )
+        return str(spec.load_factory()()), dict(spec.backbone_options)
+    if Path(name).expanduser().exists() or "/" in name or name.startswith("hf-hub:"):
+        return name, {}
+    known = ", ".join(registry.names()) or "none"
+    raise WeightsError(
+        f"weights {name!r} are neither a registered alias, a local path nor a hub id (org/name). "
+        f"Known aliases: {known}. See `polygraft list weights`."
+    )
+
+
+def build_backbone(catalog: Catalog, name: str, *, weights: str | Path | None = None,
+                   options: Mapping[str, Any] | None = None, where: str = "backbone_options") -> Backbone:
+    """Backbone ``name`` from ``catalog``, random-init or from ``weights`` (a registered alias, a local path, a
+    polygraft run or model directory, a hub id): what ``polygraft.create_backbone`` does, for core components that
+    build backbones of their own (``fusion`` builds its branches with it). ``where`` prefixes option errors."""
+    from polygraft.model_io import find_model_dir
+
+    options = dict(options or {})
+    model_dir = find_model_dir(weights) if weights is not None else None
+    if model_dir is not None:
+        return _backbone_from_model_dir(catalog, name, model_dir, options, where=where)
+    path, preset = (None, {}) if weights is None else resolve_weights(weights, backbone=name, catalog=catalog)
+    return build(catalog, "backbone", name, {**preset, **options}, where=where, weights=path)
+
+
+def _backbone_from_model_dir(catalog: Catalog, name: str, model_dir: Path, options: Mapping[str, Any], *,
+                             where: str) -> Backbone:
+    """A backbone rebuilt from a polygraft model directory (its saved options) with its saved weights."""
+    from polygraft.model_io import backbone_options, load_weights_into, read_model_config, weights_file
+
+    config = read_model_config(model_dir)
+    saved = config["backbone"]["name"]
+    registry = catalog.registry("backbone")
+    if registry.get(saved) is not registry.get(name):
+        raise IncompatibleComponentsError(f"{model_dir} holds a {saved!r} backbone, not {name!r}; use backbone: {saved}")
+    built = {**backbone_options(config, model_dir), **options}
+    backbone = build(catalog, "backbone", name, built, where=where, weights=None)
+    prefix = "" if config["kind"] == "backbone" else "backbone."
+    load_weights_into(backbone, weights_file(model_dir), prefix=prefix)
+    return backbone

@@ -42,11 +42,8 @@ def backbone_config(backbone: Backbone, directory: Path) -> dict[str, Any]:
     asset_dir = Path(directory) / "backbone"
     asset_dir.mkdir(parents=True, exist_ok=True)
     options = dict(backbone.export(asset_dir))
-    relative = []
-    for key, value in list(options.items()):
-        if isinstance(value, str | Path) and _is_inside(Path(value), Path(directory)):
-            options[key] = os.path.relpath(Path(value).resolve(), Path(directory).resolve())
-            relative.append(key)
+    relative: list[Any] = []
+    _relativise(options, Path(directory), (), relative)
     if not any(asset_dir.iterdir()):
         asset_dir.rmdir()
     try:
@@ -58,6 +55,18 @@ def backbone_config(backbone: Backbone, directory: Path) -> dict[str, Any]:
         "backbone": {"name": backbone.spec_name, "options": options, "relative_paths": relative},
         "preprocessing": json.loads(json.dumps(backbone.preprocessor.describe(), default=str)),
     }
+
+
+def _relativise(options: dict[str, Any], directory: Path, at: tuple[str, ...], found: list[Any]) -> None:
+    """Paths inside ``directory`` become relative, in place, also inside nested mappings (a composite backbone's
+    parts); ``found`` gets each one's key (top level) or key path (nested, a list of keys)."""
+    for key, value in list(options.items()):
+        if isinstance(value, dict):
+            options[key] = value = dict(value)
+            _relativise(value, directory, (*at, key), found)
+        elif isinstance(value, str | Path) and _is_inside(Path(value), directory):
+            options[key] = os.path.relpath(Path(value).resolve(), directory.resolve())
+            found.append([*at, key] if at else key)
 
 
 def _is_inside(path: Path, directory: Path) -> bool:
@@ -149,10 +158,17 @@ def read_model_config(model_dir: str | Path) -> dict[str, Any]:
 
 def backbone_options(config: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     """The saved backbone options with relative asset paths made absolute again."""
+    import copy
+
     section = config["backbone"]
-    options = dict(section.get("options", {}))
+    options = copy.deepcopy(dict(section.get("options", {})))
     for key in section.get("relative_paths", []):
-        options[key] = str((Path(model_dir) / options[key]).resolve())
+        keys = [key] if isinstance(key, str) else [str(k) for k in key]
+        holder = options
+        for part in keys[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(keys[-1]), str):
+            holder[keys[-1]] = str((Path(model_dir) / holder[keys[-1]]).resolve())
     return options
 
 

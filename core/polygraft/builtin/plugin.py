@@ -34,6 +34,19 @@ def polygraft_register_backbones(register: Register) -> None:
         produces=("pooled", "sequence"),
         description="Tiny residual MLP over float vectors or sequences (tests, tutorials).",
     ))
+    register(BackboneSpec(
+        name="fusion", factory="polygraft.fusion.backbone:create_fusion_backbone", modality="any",
+        produces=("pooled",),
+        description="Multimodal fusion of branches built from any registered backbones (branches: {NAME: {backbone, "
+                    "weights, backbone_options, fields}}); fusion: mlp | transformer | concat; missing fields use a "
+                    "learned embedding (modality_dropout trains for it). See docs/fusion.md.",
+    ))
+    register(BackboneSpec(
+        name="columns", factory="polygraft.builtin.columns:create_columns_backbone", modality="any",
+        produces=("pooled",),
+        description="Numbers and categories of a table row (numbers: [...], categories: [...]): standardised "
+                    "numbers and category embeddings, fitted on the training split, into a residual MLP.",
+    ))
 
 
 @hookimpl
@@ -41,6 +54,28 @@ def polygraft_register_datasets(register: Register) -> None:
     register(DatasetSpec(
         name="synthetic-classification", factory="polygraft.builtin.synthetic:SyntheticClassification",
         target="class", description="Gaussian clusters made on the fly; learnable in a few steps.",
+    ))
+    fusion = "polygraft.fusion"
+    register(DatasetSpec(
+        name="multimodal-manifest", factory=f"{fusion}.manifest:create_multimodal_manifest", target="class",
+        description="CSV / TSV / JSONL whose columns are fields by type (text, image, audio, number, category; paths "
+                    "relative to the file) plus label column(s): the data of a fusion model.",
+    ))
+    register(DatasetSpec(
+        name="shape-captions", factory=f"{fusion}.generated.shape_captions:create_shape_captions", target="class",
+        description="Generated: a coloured shape and a caption; label = whether the caption describes the image "
+                    "(each modality alone is at chance).",
+    ))
+    register(DatasetSpec(
+        name="av-digits", factory=f"{fusion}.generated.av_digits:create_av_digits", target="class",
+        description="Generated: an occluded MNIST digit image with a noisy spoken digit of the same class from "
+                    "unseen voices (composes mnist-5k and spoken-digits); each modality alone is weak.",
+    ))
+    register(DatasetSpec(
+        name="review-numbers", factory=f"{fusion}.generated.review_numbers:create_review_numbers",
+        target="class",
+        description="Generated: Rotten Tomatoes reviews with two numeric columns; the label depends on both (or on "
+                    "the text alone: depends_on: text). Composes rotten-tomatoes.",
     ))
 
 
@@ -67,6 +102,18 @@ def polygraft_register_tasks(register: Register) -> None:
         consumes="maps", target="boxes", metric="map_50",
         description="Boxes from multi-scale feature maps: torchvision FPN + FCOS head; COCO mAP@[.5:.95] and "
                     "mAP@.5 (torchmetrics, pycocotools). Needs polygraft[detection].",
+    ))
+    register(TaskSpec(
+        name="regression", factory="polygraft.tasks.regression:RegressionTask", consumes="pooled", target="number",
+        metric="rmse",
+        description="One or more numbers per example from pooled features: MSE or Huber loss on targets "
+                    "standardised on the training split (saved with the model); RMSE, MAE, R².",
+    ))
+    register(TaskSpec(
+        name="multilabel-classification", factory="polygraft.tasks.multilabel:MultilabelTask", consumes="pooled",
+        target="labels", metric="micro_f1",
+        description="Any number of labels per example from pooled features: binary cross-entropy, a decision "
+                    "threshold; micro/macro F1, mAP, exact match.",
     ))
 
 
@@ -97,6 +144,11 @@ def polygraft_register_strategies(register: Register) -> None:
     register(StrategySpec(
         name="ema", factory=f"{module}.ema:EMAStrategy",
         description="Exponential moving average of the weights, used for validation and the saved model.",
+    ))
+    register(StrategySpec(
+        name="per-branch", factory="polygraft.fusion.strategy:PerBranchStrategy",
+        description="Strategies and a learning-rate multiplier for single branches of a fusion model: "
+                    "branches: {image: {strategy: linear-probe}, text: {strategy: lora, lr_multiplier: 0.5}}.",
     ))
 
 

@@ -67,6 +67,12 @@ _REASONS = {
     frozenset({"linear-probe", "layer-wise-lr-decay"}): "the backbone is frozen, so per-layer rates do nothing",
     frozenset({"lora", "gradual-unfreeze"}): "unfreezing would train the base weights under the adapters; "
     "use lora alone or gradual-unfreeze alone",
+    frozenset({"per-branch", "layer-wise-lr-decay"}): "per-branch sets the optimizer's groups; put "
+    "layer-wise-lr-decay inside the branch it is for (per-branch: {branches: {text: {strategy: llrd}}})",
+    frozenset({"per-branch", "gradual-unfreeze"}): "unfreezing the whole fused model would undo the branches' "
+    "strategies; put gradual-unfreeze inside the branch it is for",
+    frozenset({"per-branch", "lora"}): "LoRA wraps one transformer; put lora inside the branch it is for "
+    "(per-branch: {branches: {text: {strategy: lora}}})",
 }
 
 

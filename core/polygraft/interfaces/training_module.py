@@ -88,6 +88,13 @@ class TrainingModule(nn.Module):
             results.extend(self.predict(move_to_device(batch, device)))
         return results
 
+    def fit_data(self, train_data: DataSource) -> None:
+        """Learn what the module needs from the training split before training. The trainer calls it once, on every
+        process, before strategies and the optimizer (a resumed run calls it again, so it must be deterministic).
+        The default fits the backbone's preprocessor (``Preprocessor.fit``); a task that also learns from its targets
+        (a regression task's target scaler, automatic class weights) extends it and calls ``super().fit_data``."""
+        self.backbone.preprocessor.fit(train_data)
+
     def forward(self, batch: Batch) -> StepOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 

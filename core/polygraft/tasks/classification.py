@@ -3,6 +3,10 @@
 Metrics: accuracy, macro-F1 (and top-5 accuracy when there are more than 5 classes), accumulated batch
 by batch with torchmetrics; a confusion matrix is kept for plotting.
 
+Imbalanced classes: ``class_weights: auto`` weighs each class by ``n / (classes × its count)`` in the training
+split (scikit-learn's "balanced"), ``class_weights: {label: w}`` by hand; ``loss: focal`` (with ``focal_gamma``) is
+the focal loss. On a fusion backbone with ``auxiliary_loss_weight`` each branch also gets a head and a loss.
+
 Example:
     >>> import polygraft
     >>> task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
@@ -23,17 +27,21 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
-from polygraft.errors import DataError
+from polygraft.errors import ConfigError, DataError
 from polygraft.features import Batch, Features
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+from polygraft.interfaces.training_module import StepOutput
+from polygraft.tasks.auxiliary import auxiliary_heads, auxiliary_loss
+from polygraft.tasks.losses import balanced_weights, check_loss, focal_loss, weights_from_mapping
+from polygraft.tasks.targets import MISSING, target_values
 
 if TYPE_CHECKING:
+    from polygraft.interfaces import DataSource
     from polygraft.run import RunDirectory
-from polygraft.interfaces.training_module import StepOutput
 
 
 class ClassificationHead(Head):
@@ -77,15 +85,25 @@ class ClassificationTask(Task):
 
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_smoothing: float = 0.0, label_key: str = "label",
-                 augment: bool | dict[str, Any] = False) -> None:
+                 augment: bool | dict[str, Any] = False, class_weights: str | dict[str, float] | None = None,
+                 loss: str = "cross-entropy", focal_gamma: float = 2.0) -> None:
         if len(label_names) < 2:
             raise DataError(f"classification needs at least 2 labels, got {list(label_names)}; check the label "
                             "column of the training data")
+        check_loss(loss, gamma=focal_gamma, label_smoothing=label_smoothing)
+        if isinstance(class_weights, str) and class_weights != "auto":
+            raise ConfigError(f"classification: class_weights is 'auto' or a mapping label → weight, got "
+                              f"{class_weights!r}")
         head = ClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
         super().__init__(backbone, head, label_names=label_names)
         self.label_smoothing = label_smoothing
         self.label_key = label_key
         self.augment = augment
+        self.class_weights, self.loss_name, self.focal_gamma = class_weights, loss, focal_gamma
+        initial = weights_from_mapping(class_weights, self.label_names) if isinstance(class_weights, dict) else None
+        self.register_buffer("class_weight", initial, persistent=False)  # training only: not in saved models
+        self.auxiliary = auxiliary_heads(backbone, lambda dim: ClassificationHead(dim, len(label_names),
+                                                                                   dropout=dropout))
         n = self.num_classes
         metrics: dict[str, torchmetrics.Metric] = {
             "accuracy": torchmetrics.classification.MulticlassAccuracy(n, average="micro"),
@@ -107,9 +125,33 @@ class ClassificationTask(Task):
             preprocessor = preprocessor.for_training(**(self.augment if isinstance(self.augment, dict) else {}))
         return ClassificationPipeline(preprocessor, self.label_names, self.label_key)
 
+    def fit_data(self, train_data: DataSource) -> None:
+        """The backbone's fitted preprocessing, then (``class_weights: auto``) the class weights of the training
+        labels."""
+        super().fit_data(train_data)
+        if self.class_weights == "auto":
+            encode = LabelEncoder(self.label_names)
+            ids = [encode(value, {"_origin": origin}) for value, origin in target_values(train_data, self.label_key)
+                   if value is not MISSING]
+            self.class_weight = balanced_weights(ids, num_classes=self.num_classes).to(self.head.linear.weight.device)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy (label smoothing, class weights) or the focal loss of ``logits`` against ``labels``."""
+        weight = self.class_weight
+        if self.loss_name == "focal":
+            return focal_loss(logits, labels, gamma=self.focal_gamma, weight=weight, reduction=reduction)
+        return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing,
+                               reduction=reduction)
+
     def forward(self, batch: Batch) -> StepOutput:
-        logits = self.head(self.backbone(batch["inputs"]))
-        loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.label_smoothing)
+        features = self.backbone(batch["inputs"])
+        logits = self.head(features)
+        loss = self.loss(logits, batch["labels"])
+        if self.training and "labels" in batch:
+            extra = auxiliary_loss(self.auxiliary, features, getattr(self.backbone, "auxiliary_loss_weight", 0.0),
+                                   lambda out: self.loss(out, batch["labels"], reduction="none"))
+            if extra is not None:
+                loss = loss + extra
         return StepOutput(loss=loss, outputs=logits)
 
     def update_metrics(self, batch: Batch, output: StepOutput) -> None:

@@ -195,7 +195,7 @@ class Trainer:
         check_sizes(train_data, batch_size=cfg.batch_size, world_size=self.dist.world_size,
                     drop_last=cfg.drop_last, split="train")
         self.module = module
-        module.backbone.preprocessor.fit(train_data)  # fitted preprocessing (a scaler's statistics), if any
+        module.fit_data(train_data)  # fitted preprocessing (a scaler's statistics) and targets, if any
         for strategy in self.strategies:
             strategy.setup(module)
         module.to(self.device)
