@@ -330,18 +330,34 @@ def test_check_backbone_keeps_its_signature_and_reports_every_problem(polygraft_
 
 
 def test_core_builtins_conform() -> None:
-    """Core's own plugin through the kit: toy backbone, synthetic data, tasks, strategies and callbacks."""
+    """Core's own plugin through the kit: toy, fusion and columns backbones, synthetic data, tasks, strategies and
+    callbacks (the multimodal data sets have their own tests: tests/test_fusion_data.py)."""
     sequences = [{"x": [[float(i + j) for j in range(3)]] * (8 + i), "transcript": text}
                  for i, text in enumerate(["ab", "ba", "a b", "bb"])]
+    vectors = [{"x": [0.0, 1.0, 2.0], "label": "a"}, {"x": [2.0, 1.0, 0.0], "label": "b"}]
     report = check_plugin("polygraft", check_imports=False, options={
-        "toy": {"in_features": 3}, "synthetic-classification": {"in_features": 3, "size": 8}},
-        examples={"toy": [{"x": s["x"]} for s in sequences], "task:ctc": sequences,
-                  "task:classification": [{"x": [0.0, 1.0, 2.0], "label": "a"}, {"x": [2.0, 1.0, 0.0], "label": "b"}]},
+        "toy": {"in_features": 3}, "synthetic-classification": {"in_features": 3, "size": 8},
+        "fusion": {"hidden": 8, "branches": {"x": {"backbone": "toy", "backbone_options": {"in_features": 3}}}},
+        "columns": {"numbers": ["age"], "categories": ["city"], "hidden": 8}},
+        examples={"toy": [{"x": s["x"]} for s in sequences], "task:ctc": sequences, "fusion": vectors,
+                  "columns": [{"age": 30.0, "city": "Oslo"}, {"age": None, "city": "Rome"}],
+                  "task:classification": vectors,
+                  "task:regression": [{"x": [0.0, 1.0, 2.0], "label": 1.5}, {"x": [2.0, 1.0, 0.0], "label": "-2"}],
+                  "task:multilabel-classification": [{"x": [0.0, 1.0, 2.0], "label": "a|b"},
+                                                     {"x": [2.0, 1.0, 0.0], "label": ["b"]}]},
+        pairs=dict.fromkeys(["task:ctc", "task:classification", "task:regression", "task:multilabel-classification"],
+                            "toy"),
         skip={"task:token-classification": "needs a backbone that maps tokens to words (polygraft-text's bert)",
-              "task:detection": "needs a maps backbone (polygraft-vision) and label_names from the data"})
+              "task:detection": "needs a maps backbone (polygraft-vision) and label_names from the data",
+              "strategy:per-branch": "needs a fusion backbone (tests/test_fusion_strategies.py)",
+              **dict.fromkeys(["dataset:av-digits", "dataset:review-numbers", "dataset:shape-captions",
+                               "dataset:multimodal-manifest"], "fields for fusion branches of other plugins' "
+                                                               "backbones (tests/test_fusion_data.py)")})
     checked = {result.component for result in report.results if result.status == "ok"}
     assert {"task 'ctc' on backbone 'toy'", "task 'classification' on backbone 'toy'", "strategy 'lora'",
-            "callback 'early-stopping'", "dataset 'synthetic-classification'"} <= checked
+            "callback 'early-stopping'", "dataset 'synthetic-classification'", "backbone 'fusion'",
+            "backbone 'columns'", "task 'regression' on backbone 'toy'",
+            "task 'multilabel-classification' on backbone 'toy'"} <= checked
 
 
 def test_with_plugins_sharing_a_name_checks_the_plugins_own_claim(tmp_path: Path,

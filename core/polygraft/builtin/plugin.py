@@ -25,6 +25,9 @@ def polygraft_register_modalities(register: Register) -> None:
     for name in BUILTIN_MODALITIES:
         register(ModalitySpec(name=name, input_key=_INPUT_KEYS[name],
                               description="components that work on any input" if name == "any" else ""))
+    register(ModalitySpec(name="multimodal", input_key="fields",
+                          description="several fields per example (text, images, audio, numbers), read by the "
+                                      "branches of a fusion backbone"))
 
 
 @hookimpl
@@ -35,7 +38,7 @@ def polygraft_register_backbones(register: Register) -> None:
         description="Tiny residual MLP over float vectors or sequences (tests, tutorials).",
     ))
     register(BackboneSpec(
-        name="fusion", factory="polygraft.fusion.backbone:create_fusion_backbone", modality="any",
+        name="fusion", factory="polygraft.fusion.backbone:create_fusion_backbone", modality="multimodal",
         produces=("pooled",),
         description="Multimodal fusion of branches built from any registered backbones (branches: {NAME: {backbone, "
                     "weights, backbone_options, fields}}); fusion: mlp | transformer | concat; missing fields use a "
@@ -60,22 +63,26 @@ def polygraft_register_datasets(register: Register) -> None:
         name="multimodal-manifest", factory=f"{fusion}.manifest:create_multimodal_manifest", target="class",
         description="CSV / TSV / JSONL whose columns are fields by type (text, image, audio, number, category; paths "
                     "relative to the file) plus label column(s): the data of a fusion model.",
+        modality="multimodal",
     ))
     register(DatasetSpec(
         name="shape-captions", factory=f"{fusion}.generated.shape_captions:create_shape_captions", target="class",
         description="Generated: a coloured shape and a caption; label = whether the caption describes the image "
                     "(each modality alone is at chance).",
+        modality="multimodal", metadata={"input_key": "image"},
     ))
     register(DatasetSpec(
         name="av-digits", factory=f"{fusion}.generated.av_digits:create_av_digits", target="class",
         description="Generated: an occluded MNIST digit image with a noisy spoken digit of the same class from "
                     "unseen voices (composes mnist-5k and spoken-digits); each modality alone is weak.",
+        modality="multimodal", metadata={"input_key": "image"},
     ))
     register(DatasetSpec(
         name="review-numbers", factory=f"{fusion}.generated.review_numbers:create_review_numbers",
         target="class",
         description="Generated: Rotten Tomatoes reviews with two numeric columns; the label depends on both (or on "
                     "the text alone: depends_on: text). Composes rotten-tomatoes.",
+        modality="multimodal", metadata={"input_key": "review"},
     ))
 
 
