@@ -31,7 +31,7 @@ $(STAMP): $(SETUP_INPUTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/torch.txt
 	$(BIN)/pip install --quiet -r requirements/dev.txt -r requirements/data.txt \
-	    -e ".[detection,ner,ctc]" -e plugins/text -e plugins/vision -e plugins/speech
+	    -e ".[detection,ner,ctc,multimodal]" -e plugins/text -e plugins/vision -e plugins/speech
 	$(BIN)/pip install --quiet --no-deps -r requirements/assets.txt
 	touch $(STAMP)
 

@@ -84,7 +84,7 @@ class FusionBackbone(Backbone):
         for name, branch in self.branches.items():
             mask = present[name]
             if name not in given:
-                pooled[name] = self._absent(branch, size, mask.device)
+                pooled[name] = self._absent(branch, size, mask.device)  # type: ignore[arg-type]
                 if self.training:
                     idle.append(_participation(branch, mask.device))
                 continue

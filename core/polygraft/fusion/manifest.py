@@ -73,7 +73,7 @@ class MultimodalManifest(DataSource):
             from polygraft.interfaces import check_split
 
             check_split(split, name=name)
-        self.split, self.split_column = split, split_column
+        self.split_name, self.split_column = split, split_column
         clash = sorted(set(self.fields) & set(self.label_columns))
         if clash:
             raise ConfigError(f"{name}: {clash[0]!r} is both a field and a label column")
@@ -218,7 +218,7 @@ class MultimodalManifest(DataSource):
     def fingerprint(self) -> str | None:
         """The manifest file, every media file it names (size and modification time) and the reading options."""
         settings = [type(self).__name__, self.name, self.fields, self.label_columns, self.label_separator,
-                    self.split, self.split_column, self.max_pixels]
+                    self.split_name, self.split_column, self.max_pixels]
         media = [(row[c], row["_origin"]) for row in self.rows for c, t in self.fields.items()
                  if t in ("image", "audio") and row[c] is not None]
         return files_fingerprint(settings, [(self.path, None), *media])

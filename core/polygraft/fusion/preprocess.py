@@ -137,6 +137,22 @@ class FusionPreprocessor(Preprocessor):
                     metas[branch.name] = dict(meta)
         return {"present": present, "branches": metas}
 
+    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
+        """The summed compute size of each raw example over the branches whose preprocessors know theirs (for
+        ``trainer.group_by_length``), or ``None`` when none does."""
+        totals = [0] * len(examples)
+        known = False
+        for branch in self.branches:
+            rows = [(i, raw) for i, raw in enumerate(branch.fields.extract(examples[i]) for i in range(len(examples)))
+                    if raw is not None]
+            sizes = branch.preprocessor.lengths([raw for _, raw in rows]) if rows else None
+            if sizes is None:
+                continue
+            known = True
+            for (index, _), size in zip(rows, sizes):
+                totals[index] += int(size)
+        return totals if known else None
+
     def length_of(self, inputs: Mapping[str, Any]) -> int | None:
         """The summed compute size of the branches that know theirs (tokens + frames), or ``None``."""
         sizes = [branch.preprocessor.length_of(inputs[branch.name]) for branch in self.branches

@@ -116,7 +116,7 @@ class PerBranchStrategy(FinetuneStrategy):
                 near = closest(plan.name, list(branches), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise ConfigError(f"per-branch: {plan.name!r} is not a branch{hint} Branches: {list(branches)}")
-            plan.view = BranchView(branches[plan.name], plan.name)
+            plan.view = BranchView(branches[plan.name], plan.name)  # type: ignore[arg-type]
 
     def setup(self, module: TrainingModule) -> None:
         self._views(module)

@@ -133,7 +133,8 @@ class ClassificationTask(Task):
             encode = LabelEncoder(self.label_names)
             ids = [encode(value, {"_origin": origin}) for value, origin in target_values(train_data, self.label_key)
                    if value is not MISSING]
-            self.class_weight = balanced_weights(ids, num_classes=self.num_classes).to(self.head.linear.weight.device)
+            device = next(self.head.parameters()).device
+            self.class_weight = balanced_weights(ids, num_classes=self.num_classes).to(device)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy (label smoothing, class weights) or the focal loss of ``logits`` against ``labels``."""

@@ -96,7 +96,7 @@ def _write(folder: Path, sizes: dict[str, int], *, image_size: int, seed: int) -
     for split in GENERATED_SPLITS:
         rng = random.Random(f"shape-captions/{seed}/{SEED_OFFSETS[split]}")
         (folder / split).mkdir()
-        rows = []
+        rows: list[list[Any]] = []
         while len(rows) < sizes[split]:
             shape, colour, said_colour, said_shape, label = _example(rng)
             image = draw(shape, colour, size=image_size, rng=rng)
