@@ -146,8 +146,28 @@ def test_review_numbers_labels_follow_their_rule(tmp_path: Path) -> None:
     import csv
 
     for source, rule in ((both, "both"), (text, "text")):
-        for row in csv.DictReader(Path(source.path).open()):
+        for row in csv.DictReader(Path(source.path).read_text().splitlines()):
             a, b = (float(row["popularity"]) - 50) / 15, (float(row["price"]) - 10) / 3
             assert row["label"] == label_for(row["sentiment"] == "fresh", a, b, rule)
     assert text[0]["review_with_numbers"].startswith("popularity ")
     assert both.fields == {"review": "text", "popularity": "number", "price": "number"}
+
+
+def test_generated_sets_give_regression_and_multilabel_targets(tmp_path: Path) -> None:
+    sizes = {"train_size": 30, "val_size": 10, "test_size": 10}
+    scores = polygraft.load_dataset("review-numbers", split="train", cache_dir=str(tmp_path), label="score", **sizes)
+    recommend = polygraft.load_dataset("review-numbers", split="train", cache_dir=str(tmp_path), **sizes)
+    assert scores.target_names == ["score"] and len(scores) == len(recommend) == 30
+    for i in range(len(scores)):  # the label is the score's sign
+        assert (float(scores[i]["label"]) > 0) == (recommend[i]["label"] == "yes")
+    attributes = polygraft.load_dataset("shape-captions", split="val", cache_dir=str(tmp_path), label="attributes",
+                                        image_size=16, **sizes)
+    matches = polygraft.load_dataset("shape-captions", split="val", cache_dir=str(tmp_path), image_size=16, **sizes)
+    assert Path(attributes.path) == Path(matches.path)  # the same files, another label
+    for i in range(len(attributes)):
+        shape, colour = attributes[i]["label"]
+        assert shape in shape_captions.SHAPES and colour in shape_captions.COLOURS
+    with pytest.raises(ConfigError, match="did you mean 'attributes'"):
+        polygraft.load_dataset("shape-captions", split="val", cache_dir=str(tmp_path), label="atributes", **sizes)
+    with pytest.raises(ConfigError, match="did you mean 'score'"):
+        polygraft.load_dataset("review-numbers", split="val", cache_dir=str(tmp_path), label="scores", **sizes)

@@ -70,15 +70,27 @@ def choose_fields(columns: Mapping[str, str], fields: Sequence[str] | None, *, n
 
 
 def open_split(folder: Path, split: str, columns: Mapping[str, str | None], *, name: str,
-               label_names: Sequence[str], skip_invalid: bool = False) -> MultimodalManifest:
-    """Split ``split`` of a generated folder (``all``: every split) as a manifest source with fixed label order."""
+               label_names: Sequence[str] | None, label: str | list[str] = "label",
+               skip_invalid: bool = False) -> MultimodalManifest:
+    """Split ``split`` of a generated folder (``all``: every split) as a manifest source with fixed label order
+    (``label_names``; ``None`` for labels that are not one class per example: numbers, label lists)."""
     from polygraft.interfaces import check_split
 
     check_split(split, name=name)
     source = MultimodalManifest(folder / "all.csv" if split == "all" else folder / f"{split}.csv", columns=columns,
-                                skip_invalid=skip_invalid, validate="none", name=name)
-    source.label_names = list(label_names)
+                                label=label, skip_invalid=skip_invalid, validate="none", name=name)
+    if label_names is not None:
+        source.label_names = list(label_names)
     return source
+
+
+def choose_label(label: str, choices: Sequence[str], *, name: str) -> str:
+    """``label`` if it is one of ``choices``, else a ConfigError with the closest choice."""
+    if label not in choices:
+        near = closest(str(label), list(choices), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"{name}: label must be one of {', '.join(choices)}, got {label!r}{hint}")
+    return label
 
 
 def write_manifest(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -91,4 +103,5 @@ def write_manifest(path: Path, header: Sequence[str], rows: Sequence[Sequence[An
         writer.writerows(rows)
 
 
-__all__ = ["GENERATED_SPLITS", "build_once", "cache_folder", "choose_fields", "open_split", "write_manifest"]
+__all__ = ["GENERATED_SPLITS", "build_once", "cache_folder", "choose_fields", "choose_label", "open_split",
+           "write_manifest"]

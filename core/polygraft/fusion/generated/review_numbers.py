@@ -9,7 +9,8 @@ sentiment's own accuracy. With ``depends_on: text`` the label is the review's se
 numbers are noise: a fused model should do as well as the text alone.
 
 Columns: ``review`` (text), ``popularity``, ``price`` (numbers), ``review_with_numbers`` (the numbers written into
-the text: "popularity 61.3, price 12.40. <review>", the everything-as-text baseline) and ``label``. By default the
+the text: "popularity 61.3, price 12.40. <review>", the everything-as-text baseline), ``label`` and ``score``
+(``1.5·s + a − b``, the number whose sign is the label; ``label: score`` makes it the target, for ``regression``). By default the
 fields are ``review``, ``popularity`` and ``price``; ``fields: [review_with_numbers]`` or ``[review]`` give the
 baselines. Written once per option set into ``$POLYGRAFT_CACHE/review-numbers/<key>/``.
 
@@ -33,6 +34,7 @@ from polygraft.fusion.generated.common import (
     build_once,
     cache_folder,
     choose_fields,
+    choose_label,
     open_split,
     write_manifest,
 )
@@ -42,18 +44,23 @@ LABELS = ["no", "yes"]
 COLUMNS = {"review": "text", "popularity": "number", "price": "number", "review_with_numbers": "text"}
 DEFAULT_FIELDS = ["review", "popularity", "price"]
 DEPENDS = ("both", "text")
-FORMAT = 1
+LABEL_KINDS = ("recommend", "score")
+FORMAT = 2
+
+
+def score_for(fresh: bool, a: float, b: float, depends_on: str) -> float:
+    """The number whose sign is the label (see the module docstring): ``±1`` with ``depends_on: text``."""
+    sentiment = 1.0 if fresh else -1.0
+    return sentiment if depends_on == "text" else 1.5 * sentiment + a - b
 
 
 def label_for(fresh: bool, a: float, b: float, depends_on: str) -> str:
     """``yes`` or ``no`` (see the module docstring)."""
-    if depends_on == "text":
-        return "yes" if fresh else "no"
-    return "yes" if 1.5 * (1 if fresh else -1) + a - b > 0 else "no"
+    return "yes" if score_for(fresh, a, b, depends_on) > 0 else "no"
 
 
 def _write(folder: Path, parts: dict[str, Any], *, depends_on: str, seed: int) -> dict[str, Any]:
-    header = ["review", "popularity", "price", "review_with_numbers", "label", "sentiment"]
+    header = ["review", "popularity", "price", "review_with_numbers", "label", "sentiment", "score"]
     every, counts = [], {}
     for split in GENERATED_SPLITS:
         rng = random.Random(f"review-numbers/{seed}/{split}")
@@ -63,8 +70,9 @@ def _write(folder: Path, parts: dict[str, Any], *, depends_on: str, seed: int) -
             popularity, price = round(50 + 15 * a, 1), round(10 + 3 * b, 2)
             text = " ".join(str(example["text"]).split())
             fresh = example["label"] == "fresh"
+            a, b = (popularity - 50) / 15, (price - 10) / 3
             rows.append([text, popularity, price, f"popularity {popularity}, price {price:.2f}. {text}",
-                         label_for(fresh, (popularity - 50) / 15, (price - 10) / 3, depends_on), example["label"]])
+                         label_for(fresh, a, b, depends_on), example["label"], round(score_for(fresh, a, b, depends_on), 4)])
         write_manifest(folder / f"{split}.csv", header, rows)
         every += rows
         counts[split] = len(rows)
@@ -74,7 +82,7 @@ def _write(folder: Path, parts: dict[str, Any], *, depends_on: str, seed: int) -
 
 def create_review_numbers(*, split: str = "train", depends_on: str = "both", train_size: int = 2000,
                           val_size: int = 500, test_size: int = 1000, seed: int = 0, fields: list[str] | None = None,
-                          text_dataset: str = "rotten-tomatoes", cache_dir: str | None = None,
+                          label: str = "recommend", text_dataset: str = "rotten-tomatoes", cache_dir: str | None = None,
                           catalog: Any = None) -> MultimodalManifest:
     """Dataset ``review-numbers`` (see the module docstring).
 
@@ -83,6 +91,7 @@ def create_review_numbers(*, split: str = "train", depends_on: str = "both", tra
         depends_on: ``both`` (review and numbers) or ``text`` (the numbers are noise).
         train_size, val_size, test_size: reviews per split (``rotten-tomatoes``'s seeded, disjoint splits).
         seed: the reviews chosen and the numbers. fields: the fields to keep (default review, popularity, price).
+        label: ``recommend`` (``yes`` / ``no``, the default) or ``score`` (the number behind it, for regression).
         text_dataset: the registered review dataset (``rotten-tomatoes``; fresh / rotten labels).
         cache_dir: where to write the set (default ``$POLYGRAFT_CACHE/review-numbers``).
         catalog: supplied by core: the reviews are opened through it.
@@ -94,6 +103,7 @@ def create_review_numbers(*, split: str = "train", depends_on: str = "both", tra
         near = closest(str(depends_on), DEPENDS, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ConfigError(f"review-numbers: depends_on must be both or text, got {depends_on!r}{hint}")
+    choose_label(label, LABEL_KINDS, name="review-numbers")
     sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
     params = {"dataset": "review-numbers", "depends_on": depends_on, **sizes, "seed": seed,
               "text_dataset": text_dataset, "format": FORMAT}
@@ -111,7 +121,9 @@ def create_review_numbers(*, split: str = "train", depends_on: str = "both", tra
 
     build_once(folder, params, write)
     columns = choose_fields(COLUMNS, DEFAULT_FIELDS if fields is None else fields, name="review-numbers")
+    if label == "score":
+        return open_split(folder, split, columns, name="review-numbers", label="score", label_names=None)
     return open_split(folder, split, columns, name="review-numbers", label_names=LABELS)
 
 
-__all__ = ["create_review_numbers", "label_for"]
+__all__ = ["create_review_numbers", "label_for", "score_for"]

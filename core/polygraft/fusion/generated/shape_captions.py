@@ -10,6 +10,8 @@ can do better. Splits are drawn from separate seeds, and no image appears in two
 Written once per option set into ``$POLYGRAFT_CACHE/shape-captions/<key>/`` as PNG files with ``train.csv``,
 ``val.csv``, ``test.csv`` and ``all.csv`` (columns ``image``, ``caption``, ``label``), and read with
 ``multimodal-manifest``; ``fields: [image]`` or ``[caption]`` keeps one modality (the single-modality baselines).
+``label: attributes`` makes it a multi-label set instead: each example's labels are the image's shape and colour
+(``["circle", "red"]``; for ``multilabel-classification``; the caption then says nothing reliable about them).
 
 Example:
     >>> import tempfile, polygraft
@@ -32,6 +34,7 @@ from polygraft.fusion.generated.common import (
     build_once,
     cache_folder,
     choose_fields,
+    choose_label,
     open_split,
     write_manifest,
 )
@@ -42,6 +45,7 @@ SHAPES = ("circle", "square", "triangle", "cross")
 TEMPLATES = ("a {colour} {shape}", "the {shape} is {colour}", "there is a {colour} {shape}",
              "a picture of a {colour} {shape}", "{colour} {shape} on a grey background")
 LABELS = ["match", "mismatch"]
+LABEL_COLUMNS = {"match": "label", "attributes": ["shape", "colour"]}
 COLUMNS = {"image": "image", "caption": "text"}
 FORMAT = 2
 SEED_OFFSETS = {"train": 0, "val": 1, "test": 2}
@@ -115,7 +119,7 @@ def _write(folder: Path, sizes: dict[str, int], *, image_size: int, seed: int) -
 
 def create_shape_captions(*, split: str = "train", train_size: int = 2000, val_size: int = 500, test_size: int = 1000,
                           image_size: int = 32, seed: int = 0, fields: list[str] | None = None,
-                          cache_dir: str | None = None) -> MultimodalManifest:
+                          label: str = "match", cache_dir: str | None = None) -> MultimodalManifest:
     """Dataset ``shape-captions`` (see the module docstring).
 
     Args:
@@ -123,8 +127,10 @@ def create_shape_captions(*, split: str = "train", train_size: int = 2000, val_s
         train_size, val_size, test_size: examples per split. image_size: pixels per side.
         seed: which examples (every split has its own stream of it).
         fields: the fields to keep (``[image]``, ``[caption]``; default both).
+        label: ``match`` (match / mismatch, the default) or ``attributes`` (the image's shape and colour, a list).
         cache_dir: where to write the set (default ``$POLYGRAFT_CACHE/shape-captions``).
     """
+    choose_label(label, list(LABEL_COLUMNS), name="shape-captions")
     sizes = {"train": train_size, "val": val_size, "test": test_size}
     if min(sizes.values()) < 1 or image_size < 8:
         raise ConfigError(f"shape-captions: every split needs ≥ 1 example and image_size ≥ 8, got {sizes}, {image_size}")
@@ -132,7 +138,7 @@ def create_shape_captions(*, split: str = "train", train_size: int = 2000, val_s
     folder = cache_folder("shape-captions", params, cache_dir)
     build_once(folder, params, lambda tmp: _write(tmp, sizes, image_size=image_size, seed=seed))
     return open_split(folder, split, choose_fields(COLUMNS, fields, name="shape-captions"), name="shape-captions",
-                      label_names=LABELS)
+                      label=LABEL_COLUMNS[label], label_names=LABELS if label == "match" else None)
 
 
 __all__ = ["COLOURS", "SHAPES", "create_shape_captions", "draw"]
