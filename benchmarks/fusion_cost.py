@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     tasks, batches = build(Path(args.recipe), args.batch_size, args.cache_dir)
     optimizers = {name: torch.optim.AdamW(task.parameters(), lr=1e-4) for name, task in tasks.items()}
     for task in tasks.values():
@@ -92,7 +94,8 @@ def main() -> None:
     wall_ratio = wall["fused"] / sum(wall[name] for name in branches)
     report = {"recipe": str(args.recipe), "batch_size": args.batch_size, "rounds": args.rounds, "threads": args.threads,
               "cpu_ms": cpu, "wall_ms": wall, "ratio_cpu": ratio, "ratio_wall": wall_ratio,
-              "parameters": {name: sum(p.numel() for p in task.parameters()) for name, task in tasks.items()}}
+              "parameters": {name: sum(p.numel() for p in task.parameters()) for name, task in tasks.items()},
+              "load_before": load_before, "load_after": os.getloadavg()}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -100,6 +103,7 @@ def main() -> None:
         print("| model | parameters | CPU ms/step (median) | wall ms/step (median) |\n|---|---|---|---|")
         for name in tasks:
             print(f"| {name} | {report['parameters'][name]:,} | {cpu[name]:.1f} | {wall[name]:.1f} |")
+        print(f"load (1, 5, 15 min) before {load_before}, after {report['load_after']}")
         print(f"wall: fused / sum of branches: {wall_ratio:.3f}")
     print(f"fused / sum of branches: {ratio:.3f}")
 

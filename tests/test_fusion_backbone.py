@@ -4,6 +4,7 @@ errors of a mistyped recipe."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import shutil
@@ -92,7 +93,8 @@ def test_layer_groups_align_branches_from_the_top_and_hold_every_parameter_once(
     assert not any(p.requires_grad for p in backbone.branches.parameters())
 
 
-def test_fused_classifier_trains_saves_and_predicts_with_any_field_left_out(tmp_path: Path) -> None:
+def test_fused_classifier_trains_saves_and_predicts_with_any_field_left_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     data = ListSource(rows(), label_names=["0", "1"])
     task = polygraft.create_task("classification", backbone="fusion", label_names=["0", "1"], backbone_options={
         "branches": BRANCHES, "hidden": 16, "modality_dropout": 0.2, "auxiliary_loss_weight": 0.3})
@@ -114,6 +116,17 @@ def test_fused_classifier_trains_saves_and_predicts_with_any_field_left_out(tmp_
         pre.read_fields({"be": "[1, 2, 3]"})
     with pytest.raises(DataError, match="every field is missing"):
         model.predict_examples([pre.read_fields({"a": ""})])
+    # the CLI: JSON lines on standard input (any field left out) and --field options give the same predictions
+    from polygraft.cli import main as cli
+
+    lines = [json.dumps({"a": [1.0, 0.0]}), json.dumps({"bee": [0.0, 1.0, 1.0]})]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    capsys.readouterr()
+    assert cli(["predict", str(moved), "-", "--json"]) == 0
+    assert [p["label"] for p in json.loads(capsys.readouterr().out)] == ["1", "1"]
+    assert cli(["predict", str(moved), "--field", "a=[0.0, 0.0]", "--field", "bee=[0.0, -1.0, 1.0]", "--json"]) == 0
+    [only] = json.loads(capsys.readouterr().out)
+    assert only["label"] == "0" and only["score"] == pytest.approx(predictions[2]["score"])
 
 
 def test_a_row_with_every_field_missing_names_its_origin() -> None:
