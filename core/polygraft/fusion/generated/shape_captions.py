@@ -45,7 +45,7 @@ SHAPES = ("circle", "square", "triangle", "cross")
 TEMPLATES = ("a {colour} {shape}", "the {shape} is {colour}", "there is a {colour} {shape}",
              "a picture of a {colour} {shape}", "{colour} {shape} on a grey background")
 LABELS = ["match", "mismatch"]
-LABEL_COLUMNS = {"match": "label", "attributes": ["shape", "colour"]}
+LABEL_COLUMNS: dict[str, str | list[str]] = {"match": "label", "attributes": ["shape", "colour"]}
 COLUMNS = {"image": "image", "caption": "text"}
 FORMAT = 2
 SEED_OFFSETS = {"train": 0, "val": 1, "test": 2}
