@@ -1,5 +1,6 @@
 """Base classes every component implements: backbones, heads, tasks, objectives, data sources, preprocessors."""
 
+from polygraft.interfaces.attribution import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.datasource import DataSource, InMemorySource, ListSource, files_fingerprint
 from polygraft.interfaces.head import Head
@@ -10,6 +11,7 @@ from polygraft.interfaces.task import Task
 from polygraft.interfaces.training_module import StepOutput, TrainingModule
 
 __all__ = [
+    "AttributionHooks",
     "Backbone",
     "DataPipeline",
     "DataSource",

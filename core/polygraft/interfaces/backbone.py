@@ -20,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from polygraft.features import Features
+from polygraft.interfaces.attribution import AttributionHooks
 from polygraft.interfaces.preprocessor import Preprocessor
 
 
@@ -72,6 +73,12 @@ class Backbone(nn.Module):
         checks that the rebuilt preprocessor describes itself as the saved one did.
         """
         return dict(self.build_options)
+
+    def attribution_hooks(self) -> AttributionHooks | None:
+        """What ``polygraft explain`` needs: the input tensor to attribute, its kind, and, where they exist, the
+        embedding layer (text Integrated Gradients) and the last feature map (Grad-CAM). ``None`` (the default)
+        still gets a model-agnostic occlusion explainer. See docs/hooks.md ("Explaining predictions")."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -117,6 +117,25 @@ class FCOSDetectionHead(Head):
         return losses, detections
 
 
+    def dense(self, features: Features, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every location's class scores ``(B, N, classes)`` (FCOS's ``sqrt(sigmoid(cls) * sigmoid(centerness))``,
+        before thresholds and NMS) and decoded boxes ``(B, N, 4)`` in input pixels; differentiable (explanations
+        follow the location that predicted a box)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        maps = OrderedDict((str(k), features.maps[i]) for k, i in enumerate(self.level_indices))
+        pyramid = list(self.detector.backbone(maps).values())
+        outputs = self.detector.head(pyramid)
+        image_sizes = [(int(h), int(w)) for h, w in sizes.tolist()]
+        canvas = pyramid[0].new_empty((len(image_sizes), 0, max(h for h, _ in image_sizes),
+                                       max(w for _, w in image_sizes)))
+        anchors = self.detector.anchor_generator(ImageList(canvas, image_sizes), pyramid)
+        scores = torch.sqrt(torch.sigmoid(outputs["cls_logits"]) * torch.sigmoid(outputs["bbox_ctrness"]))
+        boxes = torch.stack([self.detector.box_coder.decode(codes, anchor)
+                             for codes, anchor in zip(outputs["bbox_regression"], anchors)])
+        return scores, boxes
+
+
 class DetectionPipeline(DataPipeline):
     """Preprocess without cropping, scale boxes to the input size, flip both at training time."""
 

@@ -40,6 +40,7 @@ from torch import nn
 
 from polygraft.errors import ConfigError, DataError, IncompatibleComponentsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft_speech.mel import spec_augment
@@ -230,6 +231,16 @@ class SpectrogramBackbone(Backbone):
 
     def forward(self, inputs: Mapping[str, Any]) -> Features:
         return self.image({"pixel_values": inputs["pixel_values"]})
+
+    def attribution_hooks(self) -> AttributionHooks:
+        """The log-mel image ``(channels, mel bins, frames)`` against silence; Grad-CAM on the image backbone's
+        feature map when it declares one."""
+        inner = self.image.attribution_hooks()
+        pre = self.preprocessor
+        return AttributionHooks(input="pixel_values", kind="spectrogram", baseline=pre._silence(),
+                                feature_layer=inner.feature_layer if inner else None,
+                                reshape_transform=inner.reshape_transform if inner else None,
+                                seconds_per_step=pre.hop_length / pre.sample_rate)
 
     def layer_groups(self) -> list[nn.Module]:
         """The image backbone's groups (the mel front end has no parameters)."""

@@ -37,6 +37,7 @@ from torch import nn
 
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft_speech.preprocess import WaveformPreprocessor
 
@@ -132,6 +133,14 @@ class Wav2Vec2Backbone(Backbone):
         features = Features(sequence=output.last_hidden_state, mask=mask)
         features.pooled = features.pool()
         return features
+
+    def attribution_hooks(self) -> AttributionHooks:
+        """The normalised waveform against silence (zeros), in frames of the conv stack's hop (320 samples)."""
+        hop = 1
+        for stride in self.config.conv_stride:
+            hop *= int(stride)
+        return AttributionHooks(input="input_values", kind="waveform", baseline=0.0, frame_size=hop,
+                                seconds_per_step=1.0 / self.preprocessor.sample_rate)
 
     def layer_groups(self) -> list[nn.Module]:
         """Input → output: feature encoder + projection (+ positional conv, mask embedding), then one group per

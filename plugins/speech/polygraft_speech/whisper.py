@@ -36,6 +36,7 @@ from torch import nn
 from polygraft.assets import package_file
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft_speech.mel import INPUT_MODES, WhisperMelPreprocessor
 
@@ -110,6 +111,13 @@ class WhisperEncoderBackbone(Backbone):
             hidden = out[0] if isinstance(out, tuple) else out  # 4.x returns a tuple, 5.x the tensor
         return enc.layer_norm(hidden)
 
+    def attribution_hooks(self) -> AttributionHooks:
+        """The log-mel input ``(mel bins, frames)``; the baseline is the clip's own floor (its quietest value, what
+        Whisper's features give silence)."""
+        pre = self.preprocessor
+        return AttributionHooks(input="input_features", kind="spectrogram", baseline=_clip_floor,
+                                seconds_per_step=pre.hop_length / pre.sample_rate)
+
     def layer_groups(self) -> list[nn.Module]:
         """Conv stem + positions, then each encoder layer, then the final layer norm."""
         enc = self.encoder
@@ -125,6 +133,10 @@ class WhisperEncoderBackbone(Backbone):
 
     def export(self, directory: Path) -> dict[str, Any]:
         return dict(self.build_options)
+
+
+def _clip_floor(features: torch.Tensor) -> torch.Tensor:
+    return features.amin(dim=(-2, -1), keepdim=True)
 
 
 def _takes_head_mask(layer: nn.Module) -> bool:

@@ -28,6 +28,7 @@ from torch import nn
 from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft_text.preprocessing import TextPreprocessor
 
@@ -164,6 +165,11 @@ class BertBackbone(Backbone):
         features = Features(sequence=sequence, mask=mask)
         features.pooled = sequence[:, 0] if self.pooling == "cls" else Features(sequence=sequence, mask=mask).pool()
         return features
+
+    def attribution_hooks(self) -> AttributionHooks:
+        """Token ids, attributed at the word-embedding layer; words are replaced by the padding id."""
+        return AttributionHooks(input="input_ids", kind="tokens", embedding=self.model.get_input_embeddings(),
+                                baseline=self.preprocessor.pad_token_id)
 
     def layer_groups(self) -> list[nn.Module]:
         embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()

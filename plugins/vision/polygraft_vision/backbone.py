@@ -27,6 +27,7 @@ from torch import nn
 from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft.options import closest
 from polygraft_vision.images import DEFAULT_MAX_PIXELS
@@ -78,6 +79,12 @@ class TimmBackbone(Backbone):
         if hidden.dim() == 4 and self.map_channels and hidden.shape[1] == self.map_channels[0]:
             return Features(pooled=pooled, maps=[hidden], strides=list(self.map_strides))
         return Features(pooled=pooled)
+
+    def attribution_hooks(self) -> AttributionHooks:
+        """Pixels against a black image; Grad-CAM on the last feature map (see ``polygraft_vision.attribution``)."""
+        from polygraft_vision.attribution import timm_attribution_hooks
+
+        return timm_attribution_hooks(self)
 
     def classify(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         """Logits of the timm classifier (needs ``num_classes > 0``, e.g. the ImageNet head)."""
