@@ -42,6 +42,11 @@ def polygraft_register_datasets(register: Register) -> None:
         name="synthetic-classification", factory="polygraft.builtin.synthetic:SyntheticClassification",
         target="class", description="Gaussian clusters made on the fly; learnable in a few steps.",
     ))
+    register(DatasetSpec(
+        name="keyword-sentences", factory="polygraft.builtin.keywords:KeywordSentences", modality="text",
+        target="class", description="Generated sentences where one keyword decides the label (a known answer "
+                                    "for explanations); examples carry the keyword and its word index.",
+    ))
 
 
 @hookimpl

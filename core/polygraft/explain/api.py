@@ -57,7 +57,8 @@ class Attribution:
 
     def summary(self, top: int = 5) -> dict[str, Any]:
         """JSON-friendly: every (unit, score) pair for 1-D maps; shape and peak for 2-D ones."""
-        row: dict[str, Any] = {"target": self.target, "label": self.label, "method": self.method, **self.info,
+        row: dict[str, Any] = {"target": self.target, "label": self.label, "method": self.method,
+                               "explains": self.source.quantity if self.source else None, **self.info,
                                "completeness": self.completeness, "seconds": round(self.seconds, 4)}
         if self.notes:
             row["notes"] = list(self.notes)
@@ -123,6 +124,7 @@ def explain(task: Task, value: str | Mapping[str, Any], *, method: str | None = 
     subject = Subject(task, batch, example)
     explainer = resolve(method, subject)
     settings = settings or Settings()
+    subject.adapter.min_score, subject.adapter.max_boxes = settings.min_box_score, settings.max_boxes
     attributions = []
     for wanted in subject.adapter.targets(prediction, target):
         start = time.perf_counter()

@@ -52,32 +52,50 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def deletion(explanation: Explanation, *, fraction: float = 0.2, seed: int = 0,
-             index: int = 0) -> dict[str, float]:
+def deletion(explanation: Explanation, *, fraction: float = 0.2, seed: int = 0, index: int = 0,
+             cell: int = 1) -> dict[str, float]:
     """Probability of one explained output before and after removing (setting to the baseline) the top
     ``fraction`` of units by attribution, and as many random units.
 
-    Returns ``{"before", "after_top", "after_random", "drop_top", "drop_random"}``.
+    Units are the map's own (words, features, frames, pixels or time-frequency cells); ``cell > 1`` groups a 2-D
+    map into square cells of ``cell`` x ``cell`` (ranked by their mean score), so that the random removal takes
+    whole patches rather than scattered pixels. Returns ``{"before", "after_top", "after_random", "drop_top",
+    "drop_random"}``.
     """
     subject = explanation.subject
     attribution = explanation.attributions[index]
     target = attribution.source
     if target is None:
         raise ValueError("this attribution keeps no scoring function; make it with polygraft.explain.explain")
-    scores = np.asarray(attribution.scores, dtype=np.float64).ravel()
-    count = max(1, math.ceil(fraction * scores.size))
-    top = np.zeros(scores.size, dtype=bool)
-    top[np.argsort(-scores, kind="stable")[:count]] = True
-    rng = np.random.default_rng(seed)
-    random = np.zeros(scores.size, dtype=bool)
-    random[rng.choice(scores.size, size=count, replace=False)] = True
-    shape = attribution.scores.shape
+    scores = np.asarray(attribution.scores, dtype=np.float64)
+    grouped = _cells(scores, cell) if cell > 1 and scores.ndim == 2 else scores
+    flat = grouped.ravel()
+    count = max(1, math.ceil(fraction * flat.size))
+    top = np.zeros(flat.size, dtype=bool)
+    top[np.argsort(-flat, kind="stable")[:count]] = True
+    random = np.zeros(flat.size, dtype=bool)
+    random[np.random.default_rng(seed).choice(flat.size, size=count, replace=False)] = True
+
+    def expand(mask: np.ndarray) -> np.ndarray:
+        mask = mask.reshape(grouped.shape)
+        if grouped.shape == scores.shape:
+            return mask
+        return np.kron(mask, np.ones((cell, cell), dtype=bool))[: scores.shape[0], : scores.shape[1]]
+
     with torch.no_grad():
-        before = float(target.score(subject.outputs(subject.x))[0])
-        after_top = float(target.score(subject.outputs(subject.removed(top.reshape(shape))))[0])
-        after_random = float(target.score(subject.outputs(subject.removed(random.reshape(shape))))[0])
+        before = float(target.probability(subject.outputs(subject.x))[0])
+        after_top = float(target.probability(subject.outputs(subject.removed(expand(top))))[0])
+        after_random = float(target.probability(subject.outputs(subject.removed(expand(random))))[0])
     return {"before": before, "after_top": after_top, "after_random": after_random,
             "drop_top": before - after_top, "drop_random": before - after_random}
+
+
+def _cells(scores: np.ndarray, cell: int) -> np.ndarray:
+    """Mean of each ``cell`` x ``cell`` block of a 2-D map (the last, partial blocks included)."""
+    rows, columns = math.ceil(scores.shape[0] / cell), math.ceil(scores.shape[1] / cell)
+    padded = np.full((rows * cell, columns * cell), np.nan)
+    padded[: scores.shape[0], : scores.shape[1]] = scores
+    return np.nanmean(padded.reshape(rows, cell, columns, cell), axis=(1, 3))
 
 
 def randomised_copy(task: Task, *, seed: int = 0) -> Task:

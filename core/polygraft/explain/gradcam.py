@@ -2,7 +2,7 @@
 
 The backbone's ``feature_layer`` is the target layer (the last convolutional map of a CNN; for ViT-style models
 the tokens before the last attention, turned into a map by its ``reshape_transform``). The score is the target's
-pre-softmax value (a class logit, a detected box's score). pytorch-grad-cam resizes the map to the input and
+value (a class logit, a detected box's score). pytorch-grad-cam resizes the map to the input and
 scales it to [0, 1]; for detection each predicted box gets its own map.
 
 Example:
@@ -41,7 +41,7 @@ class _RowTarget:
     """pytorch-grad-cam calls a target on one example's output; ours score a batch."""
 
     def __init__(self, target: Target) -> None:
-        self.score = target.raw_score or target.score
+        self.score = target.value
 
     def __call__(self, row: Any) -> torch.Tensor:
         return self.score(row.unsqueeze(0) if isinstance(row, torch.Tensor) else [row])[0]

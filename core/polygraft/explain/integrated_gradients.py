@@ -63,7 +63,7 @@ class IntegratedGradients(Explainer):
         from captum.attr import IntegratedGradients as CaptumIG
         from captum.attr import LayerIntegratedGradients
 
-        forward = subject.forward_for(target.score)
+        forward = subject.forward_for(target.value)
         x, baseline, others = subject.x, subject.baseline(), subject.others
         if subject.hooks.kind == "tokens":
             method = LayerIntegratedGradients(forward, subject.hooks.embedding)

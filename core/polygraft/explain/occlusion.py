@@ -60,7 +60,7 @@ class Occlusion(Explainer):
         from captum.attr import FeatureAblation
         from captum.attr import Occlusion as CaptumOcclusion
 
-        forward = subject.forward_for(target.score)
+        forward = subject.forward_for(target.value)
         x, baseline, others = subject.x, subject.baseline(), subject.others
         kind = subject.hooks.kind
         per_eval = settings.batch_size or BATCH

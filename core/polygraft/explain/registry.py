@@ -51,12 +51,16 @@ class Settings:
         max_steps: the most steps Integrated Gradients tries.
         tolerance: completeness tolerance, ``|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|``.
         batch_size: examples per forward pass inside an explainer (interpolation steps, occluded copies).
+        min_box_score, max_boxes: detection explains at most ``max_boxes`` predicted boxes (best first) scoring
+            at least ``min_box_score``.
     """
 
     steps: int | None = None
     max_steps: int = 256
     tolerance: float = 0.05
     batch_size: int | None = None
+    min_box_score: float = 0.3
+    max_boxes: int = 10
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """What is explained for each task: differentiable outputs and one :class:`Target` per explained output.
 
-* classification: the class asked for (``--target LABEL``) or the predicted one; its probability.
-* token classification: every word's predicted tag (its probability at the word's first sub-token); ``--target``
-  keeps the words tagged with that tag or entity type (``B-LOC``, ``LOC``) or that word.
-* CTC: every character the greedy decoding emits (its probability at the frame where it peaks); ``--target``
+* classification: the class asked for (``--target LABEL``) or the predicted one; its log-probability.
+* token classification: every word's predicted tag (its log-probability at the word's first sub-token); ``--target`` keeps
+  the words tagged with that tag or entity type (``B-LOC``, ``LOC``) or that word.
+* CTC: every character the greedy decoding emits (its log-probability at the frame where it peaks); ``--target``
   keeps one character.
-* detection: every predicted box scoring at least ``min_score`` (the score of the output box that best overlaps
-  it with the same label); ``--target`` keeps one label.
+* detection: every predicted box scoring at least ``min_score`` (FCOS's score at the location that predicted
+  it); ``--target`` keeps one label.
 
 Example:
     >>> import polygraft
@@ -31,17 +31,22 @@ from polygraft.features import Batch
 from polygraft.interfaces.task import Task
 from polygraft.options import closest
 
-MAX_BOXES = 10
-
 
 @dataclass
 class Target:
-    """One output to explain: ``score(outputs) -> (B,)`` (a probability), ``raw_score`` before softmax."""
+    """One output to explain.
+
+    ``value(outputs) -> (B,)`` is what attributions explain and add up to, named by ``quantity``: the
+    log-probability of a class, tag or character (unlike a probability it does not flatten out near 0, so a word
+    that rules a class out gets a clearly negative share; unlike a raw logit it cannot rise with every other
+    class's logit), or a box's score. ``probability`` is its probability, which the deletion check reads.
+    """
 
     name: str
     label: str
-    score: Callable[[Any], torch.Tensor]
-    raw_score: Callable[[Any], torch.Tensor] | None = None
+    value: Callable[[Any], torch.Tensor]
+    probability: Callable[[Any], torch.Tensor]
+    quantity: str = "log-probability"
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +59,10 @@ def _pick(requested: str | None, choices: list[str], what: str) -> None:
 
 class TaskAdapter:
     """Base: ``forward(inputs)`` gives differentiable outputs, ``targets(prediction, requested)`` what to explain."""
+
+    #: detection: boxes scoring below ``min_score`` are not explained, nor more than ``max_boxes`` (``Settings``)
+    min_score = 0.3
+    max_boxes = 10
 
     def __init__(self, task: Task, batch: Batch) -> None:
         self.task = task
@@ -73,8 +82,8 @@ class ClassificationAdapter(TaskAdapter):
         label = requested if requested is not None else str(prediction["label"])
         index = names.index(label)
         return [Target(name=label, label=label, info={"class": index},
-                       score=lambda logits: torch.softmax(logits.float(), dim=-1)[:, index],
-                       raw_score=lambda logits: logits.float()[:, index])]
+                       value=lambda logits: torch.log_softmax(logits.float(), dim=-1)[:, index],
+                       probability=lambda logits: torch.softmax(logits.float(), dim=-1)[:, index])]
 
 
 class TokenClassificationAdapter(TaskAdapter):
@@ -99,8 +108,8 @@ class TokenClassificationAdapter(TaskAdapter):
             word = words[i] if i < len(words) else f"word {i}"
             targets.append(Target(
                 name=f"{word} → {tags[i]}", label=tags[i], info={"word": i, "position": position},
-                score=lambda logits, p=position, t=tag_id: torch.softmax(logits.float()[:, p], dim=-1)[:, t],
-                raw_score=lambda logits, p=position, t=tag_id: logits.float()[:, p, t]))
+                value=lambda logits, p=position, t=tag_id: torch.log_softmax(logits.float()[:, p], dim=-1)[:, t],
+                probability=lambda logits, p=position, t=tag_id: torch.softmax(logits.float()[:, p], dim=-1)[:, t]))
         return targets
 
 
@@ -127,8 +136,8 @@ class CTCAdapter(TaskAdapter):
         if requested is not None:
             _pick(requested, sorted({c for c, _, _ in emitted}), "a character of this transcript")
         return [Target(name=f"{i}: {char!r}", label=char, info={"index": i, "frame": frame},
-                       score=lambda lp, f=frame, t=token: lp[:, f, t].exp(),
-                       raw_score=lambda lp, f=frame, t=token: lp[:, f, t])
+                       value=lambda lp, f=frame, t=token: lp[:, f, t],
+                       probability=lambda lp, f=frame, t=token: lp[:, f, t].exp())
                 for i, (char, token, frame) in enumerate(emitted) if requested in (None, char)]
 
 
@@ -137,15 +146,13 @@ class DetectionAdapter(TaskAdapter):
     location that predicted it (found once, on the input itself), which keeps the explained function smooth:
     no score threshold or NMS decides along an integration path whether the box exists."""
 
-    min_score = 0.3
-
     def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         features = self.task.backbone(inputs)
         sizes = self.batch["sizes"].expand(features.pool().shape[0], -1)
         return self.task.head.dense(features, sizes)[0]
 
     def targets(self, prediction: Mapping[str, Any], requested: str | None) -> list[Target]:
-        from torchvision.ops import box_iou
+        from torchvision.ops import clip_boxes_to_image
 
         labels = list(prediction["labels"])
         if requested is not None:
@@ -153,18 +160,22 @@ class DetectionAdapter(TaskAdapter):
         with torch.no_grad():
             features = self.task.backbone(self.batch["inputs"])
             dense_scores, boxes = self.task.head.dense(features, self.batch["sizes"])
+            height, width = (int(v) for v in self.batch["sizes"][0])
+            boxes = clip_boxes_to_image(boxes[0].float(), (height, width))  # as the predicted boxes were
         sx, sy = (float(v) for v in self.batch["scales"][0])
         targets: list[Target] = []
         for i, (box, label, score) in enumerate(zip(prediction["boxes"], labels, prediction["scores"])):
-            if score < self.min_score or requested not in (None, label) or len(targets) == MAX_BOXES:
+            if score < self.min_score or requested not in (None, label) or len(targets) == self.max_boxes:
                 continue
             reference = torch.tensor([[box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]], device=boxes.device)
             class_id = self.task.label_names.index(label)
-            overlap = box_iou(reference, boxes[0].float())[0]
-            location = int(torch.argmax(overlap + 1e-3 * dense_scores[0, :, class_id]))
+            # the location whose decoded box is this box (up to predict's rounding), the best-scoring on a tie
+            distance = (boxes - reference).abs().sum(-1)
+            location = int(torch.argmin(distance - 1e-3 * dense_scores[0, :, class_id]))
             targets.append(Target(
-                name=f"box {i}: {label} {score:.2f}", label=label,
-                score=lambda dense, a=location, c=class_id: dense[:, a, c],
+                name=f"box {i}: {label} {score:.2f}", label=label, quantity="score",
+                value=lambda dense, a=location, c=class_id: dense[:, a, c],
+                probability=lambda dense, a=location, c=class_id: dense[:, a, c],
                 info={"box": [round(float(v), 2) for v in box], "location": location,
                       "input_box": [round(float(v), 2) for v in reference[0].tolist()]}))
         return targets

@@ -239,3 +239,39 @@ def create_synthetic_shapes(*, split: str = "train", size: int | None = None, im
     source = CocoSource(annotations, skip_invalid=skip_invalid, validate="none")
     source.name = "synthetic-shapes"
     return source
+
+
+class ShapeClassesSource(DataSource):
+    """One shape per scene as a classification example ``{"image", "label", "box"}``: the shape's name is the
+    label and its exact box is kept (the pointing game of ``polygraft explain`` asks whether a map's maximum
+    falls inside it)."""
+
+    storage = "files"
+
+    def __init__(self, scenes: CocoSource) -> None:
+        super().__init__()
+        self.scenes = scenes
+        self.name = "shape-classification"
+        self.label_names = list(scenes.label_names or [])
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def _example(self, index: int) -> dict[str, Any]:
+        scene = self.scenes[index]
+        if len(scene["labels"]) != 1:
+            raise DataError(f"expected one shape in the scene, found {len(scene['labels'])}", path=scene["_origin"])
+        return {"image": scene["image"], "label": scene["labels"][0], "box": scene["boxes"][0],
+                "_origin": scene["_origin"]}
+
+    def fingerprint(self) -> str | None:
+        inner = self.scenes.fingerprint()
+        return None if inner is None else f"shape-classification:{inner}"
+
+
+def create_shape_classification(*, split: str = "train", size: int | None = None, image_size: int = 128,
+                                seed: int = 0, cache_dir: str | None = None) -> ShapeClassesSource:
+    """Dataset ``shape-classification``: ``synthetic-shapes`` scenes holding one shape each (``max_shapes=1``),
+    labelled by the shape; 400 train and 100 val/test examples by default."""
+    return ShapeClassesSource(create_synthetic_shapes(split=split, size=size, image_size=image_size, max_shapes=1,
+                                                      seed=seed, cache_dir=cache_dir))

@@ -52,6 +52,8 @@ def polygraft_register_datasets(register: Register) -> None:
         ("digits", "create_digits", "class", "scikit-learn's 1,797 8x8 digits; split train/test by seed."),
         ("synthetic-shapes", "create_synthetic_shapes", "boxes",
          "Generated scenes of shapes with exact boxes, written as images + COCO JSON into a cache dir."),
+        ("shape-classification", "create_shape_classification", "class",
+         "One generated shape per scene, labelled by its shape; its box is kept (pointing-game checks)."),
     ):
         register(DatasetSpec(name=name, factory=f"{_PKG}.datasets:{factory}", modality="vision",
                              target=target, description=description))
