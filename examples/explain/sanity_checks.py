@@ -32,7 +32,7 @@ def box_in_map(example: dict[str, Any], scores: np.ndarray, preprocessor: Any) -
 
 
 def check(task: Any, randomised: Any, example: dict[str, Any], method: str, *, fraction: float, seed: int,
-          cell: int, tolerance: float) -> dict[str, Any]:
+          cells: list[int], tolerance: float) -> dict[str, Any]:
     from polygraft.explain import explain
     from polygraft.explain.checks import deletion, pointing_hit, rank_correlation
 
@@ -49,18 +49,19 @@ def check(task: Any, randomised: Any, example: dict[str, Any], method: str, *, f
     if "box" in example and attribution.scores.ndim == 2:
         box = box_in_map(example, attribution.scores, task.backbone.preprocessor)
         row["pointing"] = pointing_hit(attribution.scores, box)
-        scale = attribution.scores.shape[1] / task.backbone.preprocessor.extent(example)[0]
-        row["pointing_tolerant"] = pointing_hit(attribution.scores, box, tolerance=tolerance * scale)
+        row["pointing_tolerant"] = pointing_hit(attribution.scores, box, tolerance=tolerance)
     if example.get("keyword_index") is not None:
         row["keyword_top"] = int(np.argmax(attribution.scores)) == example["keyword_index"]
-    drop = deletion(result, fraction=fraction, seed=seed, cell=cell)
-    row.update(drop_top=drop["drop_top"], drop_random=drop["drop_random"])
+    for cell in cells if attribution.scores.ndim == 2 else cells[:1]:
+        drop = deletion(result, fraction=fraction, seed=seed, cell=cell)
+        suffix = "" if cell == cells[0] else f"_cell{cell}"
+        row.update({f"drop_top{suffix}": drop["drop_top"], f"drop_random{suffix}": drop["drop_random"]})
     other = explain(randomised, example, method=method, target=attribution.label).attributions[0].scores
     row["rank_correlation"] = rank_correlation(attribution.scores, other)
     return row
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, str]:
+def summarise(rows: list[dict[str, Any]], cells: list[int]) -> dict[str, str]:
     def stat(key: str, digits: int = 3) -> str:
         values = [float(r[key]) for r in rows if key in r]
         return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "—"
@@ -69,11 +70,15 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, str]:
         values = [bool(r[key]) for r in rows if key in r]
         return f"{np.mean(values):.1%} ({sum(values)}/{len(values)})" if values else "—"
 
+    extra = {}
+    for cell in cells[1:]:
+        extra[f"deletion in {cell} px cells: top / random"] = (f"{stat(f'drop_top_cell{cell}')} / "
+                                                               f"{stat(f'drop_random_cell{cell}')}")
     return {"n": str(len(rows)), "accuracy": share("correct"), "complete (≤5%)": share("complete"),
             "relative delta": stat("relative_delta", 4), "steps": stat("steps", 0), "pointing game": share("pointing"),
             "pointing (tolerance)": share("pointing_tolerant"),
             "keyword on top": share("keyword_top"), "deletion: top 20%": stat("drop_top"),
-            "deletion: random 20%": stat("drop_random"), "rank corr. vs randomised": stat("rank_correlation"),
+            "deletion: random 20%": stat("drop_random"), **extra, "rank corr. vs randomised": stat("rank_correlation"),
             "seconds / input": stat("seconds", 2)}
 
 
@@ -84,9 +89,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=100, help="test examples checked (default 100)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--fraction", type=float, default=0.2)
-    parser.add_argument("--cell", type=int, default=1, help="2-D maps: delete in square cells of this many pixels")
-    parser.add_argument("--tolerance", type=float, default=8.0, help="pointing game's tolerance in image pixels "
-                        "(Zhang et al. use 15 px on ~224 px images; 8 px is that share of 128 px scenes)")
+    parser.add_argument("--cells", default="1", help="2-D maps: also delete in square cells of these sizes (pixels), "
+                        "e.g. 1,16; the first is the main column")
+    parser.add_argument("--tolerance", type=float, default=15.0, help="pointing game's tolerance in pixels of the "
+                        "model's input (Zhang et al. 2016 count a hit within 15 px of the object, on ~224 px inputs)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random deletions and the re-initialisation")
     parser.add_argument("--output", help="JSON file for the raw rows (default RUN/sanity_checks.json)")
     args = parser.parse_args()
@@ -99,6 +105,7 @@ def main() -> int:
     from polygraft.run import RunDirectory
 
     torch.set_num_threads(1)
+    cells = [int(c) for c in args.cells.split(",")]
     run = RunDirectory(args.run_dir, enabled=False)
     recipe = Recipe.from_dict(run.read_config(), where=str(run.config_file))
     catalog = polygraft.build_catalog()
@@ -107,12 +114,12 @@ def main() -> int:
     randomised = randomised_copy(task, seed=args.seed)
     examples = [data[i] for i in range(min(args.size, len(data)))]
     report: dict[str, Any] = {"run": str(run.path), "split": args.split, "seed": args.seed, "fraction": args.fraction,
-                              "cell": args.cell, "tolerance": args.tolerance, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                              "cells": cells, "tolerance": args.tolerance, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                               f"1 thread, load {os.getloadavg()[0]:.1f}", "methods": {}}
     for method in args.methods.split(","):
-        rows = [check(task, randomised, example, method, fraction=args.fraction, seed=args.seed + i, cell=args.cell,
+        rows = [check(task, randomised, example, method, fraction=args.fraction, seed=args.seed + i, cells=cells,
                       tolerance=args.tolerance) for i, example in enumerate(examples)]
-        report["methods"][method] = {"summary": summarise(rows), "rows": rows}
+        report["methods"][method] = {"summary": summarise(rows, cells), "rows": rows}
     output = Path(args.output or run.path / "sanity_checks.json")
     output.write_text(json.dumps(report, indent=2))
     keys = list(next(iter(report["methods"].values()))["summary"])

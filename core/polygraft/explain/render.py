@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 
 def file_stem(value: str) -> str:
-    """A file-name stem for an input: a path's stem, else ``text-<hash>``."""
+    """A file-name stem for an input: a file path's stem, else ``text-<hash>``."""
     path = Path(value)
-    if len(value) < 240 and path.suffix and path.exists():
+    looks_like_file = re.fullmatch(r"\.[A-Za-z0-9]{1,5}", path.suffix) and ("/" in value or path.exists())
+    if len(value) < 240 and looks_like_file:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem) or "input"
     return "text-" + hashlib.sha1(value.encode()).hexdigest()[:8]
 

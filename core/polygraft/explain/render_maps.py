@@ -8,7 +8,7 @@ drawn with low frequencies at the bottom and time in seconds, waveforms as their
 Example:
     >>> import numpy as np
     >>> from polygraft.explain.render_maps import signed_unit
-    >>> signed_unit(np.array([[0.0, 2.0], [-4.0, 1.0]])).min()
+    >>> float(signed_unit(np.array([[0.0, 2.0], [-4.0, 1.0]])).min())
     -1.0
 """
 
