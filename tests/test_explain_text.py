@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import polygraft
-from polygraft.builtin.keywords import KeywordSentences
+from polygraft.builtin.keywords import KEYWORDS, KeywordSentences
 from polygraft.errors import ConfigError
 from polygraft.explain import explain, render
 from polygraft.explain.checks import deletion, randomised_copy, rank_correlation
@@ -115,3 +115,19 @@ def test_token_classification_explains_every_word(vocab: str) -> None:
     tag = result.prediction["tags"][1]
     kept = explain(task, "the film was superb", method="ig", target=tag).attributions
     assert kept and all(a.label == tag for a in kept)
+
+
+def test_keyword_sentences_have_a_neutral_class_and_disjoint_splits() -> None:
+    train, test = KeywordSentences(size=30, seed=0), KeywordSentences(size=30, seed=0, split="test")
+    assert [e["label"] for e in list(train)[:3]] == ["negative", "neutral", "positive"]
+    for example in train:
+        words = example["text"].split()
+        keywords = [w for w in words if w in KEYWORDS["positive"] + KEYWORDS["negative"]]
+        if example["label"] == "neutral":
+            assert keywords == [] and example["keyword_index"] is None
+        else:
+            assert keywords == [example["keyword"]] and words[example["keyword_index"]] == example["keyword"]
+            assert example["keyword"] in KEYWORDS[example["label"]]
+    assert {e["text"] for e in train}.isdisjoint({e["text"] for e in test})
+    with pytest.raises(ConfigError, match="split must be one of"):
+        KeywordSentences(split="dev")

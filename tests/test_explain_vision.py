@@ -125,3 +125,14 @@ def test_detection_gets_one_map_per_box() -> None:
     assert [a.info["location"] for a in integrated] == [a.info["location"] for a in result.attributions[:2]]
     assert not np.allclose(integrated[0].scores, integrated[1].scores)
     assert explain(task, {"image": image}, method="gradcam").attributions == []  # random boxes score < 0.3
+
+
+def test_shape_classification_keeps_one_box_per_scene(tmp_path: Path) -> None:
+    data = polygraft.load_dataset("shape-classification", split="val", size=3, image_size=40,
+                                  cache_dir=str(tmp_path))
+    assert len(data) == 3 and data.label_names == list(SHAPES)
+    for example in data:
+        x0, y0, x1, y1 = (int(v) for v in example["box"])
+        assert example["label"] in SHAPES and 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40
+        pixels = np.asarray(example["image"])[y0:y1, x0:x1]
+        assert (pixels >= 130).all(axis=-1).any()  # the shape's colour is inside its box

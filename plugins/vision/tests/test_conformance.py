@@ -23,8 +23,10 @@ def test_every_vision_component_conforms(tmp_path: Path, write_image) -> None:
         "image-csv": {"path": str(tmp_path / "images.csv")},
         "coco": {"annotations": str(annotations)},
         "synthetic-shapes": {"size": 4, "image_size": 64, "cache_dir": str(tmp_path / "cache")},
+        "shape-classification": {"size": 4, "image_size": 64, "cache_dir": str(tmp_path / "cache")},
         "simclr": {"projection_dim": 8},
     })
     checked = {result.component.split(" {")[0] for result in report.results}
-    assert {"backbone 'timm'", "dataset 'mnist-5k'", "dataset 'digits'", "weights 'mobilenetv2-imagenet'"} <= checked
+    assert {"backbone 'timm'", "dataset 'mnist-5k'", "dataset 'digits'", "dataset 'shape-classification'",
+            "weights 'mobilenetv2-imagenet'"} <= checked
     assert any(c.startswith("objective 'simclr' on backbone 'timm'") for c in checked)
