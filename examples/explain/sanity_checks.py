@@ -63,8 +63,14 @@ def check(task: Any, randomised: Any, example: dict[str, Any], method: str, *, f
 
 def summarise(rows: list[dict[str, Any]], cells: list[int]) -> dict[str, str]:
     def stat(key: str, digits: int = 3) -> str:
-        values = [float(r[key]) for r in rows if key in r]
-        return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if values else "—"
+        values = np.array([float(r[key]) for r in rows if key in r])
+        if not values.size:
+            return "—"
+        undefined = int(np.isnan(values).sum())
+        if undefined == values.size:
+            return f"undefined ({undefined})"
+        text = f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
+        return text + (f" ({undefined} undefined)" if undefined else "")
 
     def share(key: str) -> str:
         values = [bool(r[key]) for r in rows if key in r]

@@ -41,14 +41,15 @@ def pointing_hit(scores: np.ndarray, box: Sequence[float], *, tolerance: float =
 
 
 def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
-    """Spearman's rank correlation of two maps of the same shape (scipy), 0 when either is constant."""
+    """Spearman's rank correlation of two maps of the same shape (scipy); NaN when either map is constant (a
+    re-initialised network whose output no longer depends on its input gives one): undefined, not "different"."""
     from scipy.stats import spearmanr
 
     a, b = np.asarray(first, dtype=np.float64).ravel(), np.asarray(second, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {first.shape} vs {second.shape}")
     if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
+        return float("nan")
     return float(spearmanr(a, b).statistic)
 
 
