@@ -50,15 +50,27 @@ def check(task: Any, randomised: Any, example: dict[str, Any], method: str, *, f
         box = box_in_map(example, attribution.scores, task.backbone.preprocessor)
         row["pointing"] = pointing_hit(attribution.scores, box)
         row["pointing_tolerant"] = pointing_hit(attribution.scores, box, tolerance=tolerance)
+    if "frame" in attribution.info:  # CTC: does each character's map peak within 100 ms of where it was emitted?
+        row["emission_peak"] = float(np.mean([peaks_near_emission(a, result.subject.hooks)
+                                              for a in result.attributions]))
     if example.get("keyword_index") is not None:
         row["keyword_top"] = int(np.argmax(attribution.scores)) == example["keyword_index"]
     for cell in cells if attribution.scores.ndim == 2 else cells[:1]:
         drop = deletion(result, fraction=fraction, seed=seed, cell=cell)
         suffix = "" if cell == cells[0] else f"_cell{cell}"
         row.update({f"drop_top{suffix}": drop["drop_top"], f"drop_random{suffix}": drop["drop_random"]})
-    other = explain(randomised, example, method=method, target=attribution.label).attributions[0].scores
-    row["rank_correlation"] = rank_correlation(attribution.scores, other)
+    if "frame" not in attribution.info:  # the randomised model emits other characters: nothing to compare
+        other = explain(randomised, example, method=method, target=attribution.label).attributions[0].scores
+        row["rank_correlation"] = rank_correlation(attribution.scores, other)
     return row
+
+
+def peaks_near_emission(attribution: Any, hooks: Any, *, seconds: float = 0.1) -> bool:
+    """Whether the time profile of one character's map peaks within ``seconds`` of the frame that emitted it."""
+    profile = np.abs(attribution.scores).sum(0) if attribution.scores.ndim == 2 else np.abs(attribution.scores)
+    per_unit = (hooks.seconds_per_step or 0.01) * (hooks.frame_size or 1)
+    emitted = (attribution.info["frame"] + 0.5) * profile.shape[0] / attribution.info["frames"]
+    return bool(abs(int(np.argmax(profile)) + 0.5 - emitted) * per_unit <= seconds)
 
 
 def summarise(rows: list[dict[str, Any]], cells: list[int]) -> dict[str, str]:
@@ -83,7 +95,8 @@ def summarise(rows: list[dict[str, Any]], cells: list[int]) -> dict[str, str]:
     return {"n": str(len(rows)), "accuracy": share("correct"), "complete (≤5%)": share("complete"),
             "relative delta": stat("relative_delta", 4), "steps": stat("steps", 0), "pointing game": share("pointing"),
             "pointing (tolerance)": share("pointing_tolerant"),
-            "keyword on top": share("keyword_top"), "deletion: top 20%": stat("drop_top"),
+            "keyword on top": share("keyword_top"),
+            "CTC: peak ≤ 100 ms from emission": stat("emission_peak"), "deletion: top 20%": stat("drop_top"),
             "deletion: random 20%": stat("drop_random"), **extra, "rank corr. vs randomised": stat("rank_correlation"),
             "seconds / input": stat("seconds", 2)}
 

@@ -135,7 +135,7 @@ class CTCAdapter(TaskAdapter):
                 start = frame
         if requested is not None:
             _pick(requested, sorted({c for c, _, _ in emitted}), "a character of this transcript")
-        return [Target(name=f"{i}: {char!r}", label=char, info={"index": i, "frame": frame},
+        return [Target(name=f"{i}: {char!r}", label=char, info={"index": i, "frame": frame, "frames": len(best)},
                        value=lambda lp, f=frame, t=token: lp[:, f, t],
                        probability=lambda lp, f=frame, t=token: lp[:, f, t].exp())
                 for i, (char, token, frame) in enumerate(emitted) if requested in (None, char)]
