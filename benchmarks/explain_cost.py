@@ -2,8 +2,10 @@
 
 Each case is a trained run from examples/explain/README.md when it exists, else the same architecture with
 packaged pretrained weights and an untrained head (the cost of an explanation does not depend on the weights).
-Every (case, method) explains the same input ``--repeats`` times after one warm-up; the median is printed with
-the spread, and the number of explained outputs (words, boxes, characters) per input.
+Every (case, method) explains the same input ``--repeats`` times after one warm-up; the median wall time is
+printed with its spread, the median CPU time of this (single-threaded) process beside it (on a machine shared
+with other work the CPU time is what a quiet core would take), and the number of explained outputs (words,
+boxes, characters) per input.
 
     OMP_NUM_THREADS=1 python benchmarks/explain_cost.py --repeats 3
 """
@@ -82,17 +84,21 @@ def main() -> int:
         task.eval()
         for method in methods:
             explain(task, value, method=method, settings=settings)  # warm-up: imports, first-call allocations
-            seconds, outputs = [], 0
+            seconds, cpu, outputs, steps = [], [], 0, None
             for _ in range(args.repeats):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 result = explain(task, value, method=method, settings=settings)
                 seconds.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
                 outputs = len(result.attributions)
+                reports = [a.completeness for a in result.attributions if a.completeness]
+                steps = max(r["steps"] for r in reports) if reports else None
             row = {"case": name, "method": method, "median_s": statistics.median(seconds),
-                   "spread_s": (min(seconds), max(seconds)), "outputs": outputs}
+                   "spread_s": (min(seconds), max(seconds)), "median_cpu_s": statistics.median(cpu),
+                   "outputs": outputs, "ig_steps": steps}
             rows.append(row)
             print(f"| {name} | {method} | {row['median_s']:.2f} s ({min(seconds):.2f}–{max(seconds):.2f}) | "
-                  f"{outputs} |", flush=True)
+                  f"{row['median_cpu_s']:.2f} s | {outputs} | {steps or '—'} |", flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, 1 thread, load {os.getloadavg()[0]:.1f}"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({"machine": machine, "repeats": args.repeats, "rows": rows}, indent=2))
