@@ -40,20 +40,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.recipe} has no {wanted!r}; run it with `polygraft {other}`")
     if args.json:
         recipe.trainer.progress = False
+    if args.overwrite:
+        recipe.overwrite = True
     result = run_recipe(recipe)
     _print_metrics(result.metrics, args.json, {"run_dir": str(result.run_dir), "stopped": result.stop_reason,
                                                "skipped": result.skipped})
+    if result.interrupted:
+        from polygraft.training.signals import EXIT_CODES
+
+        return EXIT_CODES[result.interrupted]  # 128 + the signal: what a scheduler expects of a stopped job
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import polygraft
-    from polygraft.errors import ConfigError, DataError
-    from polygraft.recipe import Recipe, load_split, report_skips
+    from polygraft.errors import ConfigError
+    from polygraft.recipe import Recipe, check_evaluation_labels, load_split, report_skips
     from polygraft.run import RunDirectory
     from polygraft.training.trainer import Trainer
 
     run = RunDirectory(args.run_dir, enabled=False)
+    run.check_finished()
     recipe = Recipe.from_dict(run.read_config(), overrides=args.overrides, where=str(run.config_file))
     catalog = polygraft.build_catalog()
     split = args.split or ("test" if "test" in recipe.data else "val")
@@ -62,10 +69,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"the recipe of {run.path} has no data.{split}; pass --split or data.{split}.dataset=...")
     report_skips(split, data)
     module = polygraft.load(run.path, catalog=catalog)
-    unknown = module.unknown_labels(data)
-    if unknown:
-        raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
-                        f"{module.label_names}")
+    check_evaluation_labels(module, split, data)
     recipe.trainer.progress = False
     metrics = Trainer(recipe.trainer).evaluate(module, data, prefix=split)
     _print_metrics(metrics, args.json, {"run_dir": str(run.path), "split": split,
@@ -164,8 +168,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     except ValueError:
         raise ConfigError(f"--seeds takes integers separated by commas, got {args.seeds!r}") from None
-    comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
-                         variant_file=args.variants)
+    from polygraft.compare_child import Interrupted
+    from polygraft.training.signals import EXIT_CODES
+
+    try:
+        comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
+                             variant_file=args.variants, timeout=args.timeout)
+    except Interrupted as stopped:
+        print(f"interrupted by {stopped.name}: the running variant was stopped (it keeps its last checkpoint); run "
+              "the same command again to resume the comparison", file=sys.stderr)
+        return EXIT_CODES.get(stopped.name, 130)
     if args.json:
         print(json.dumps(comparison, indent=2))
     else:
@@ -183,6 +195,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("recipe", help="YAML recipe (see examples/)")
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. trainer.max_steps=5")
         p.add_argument("--json", action="store_true", help="print the final metrics as JSON (no progress bar)")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the recipe's output_dir")
         p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test (or val) data")
@@ -202,6 +215,8 @@ def add_commands(sub: Any) -> None:
                    help="one axis of variants, e.g. --vary weights=minilm-l6,null --vary strategy=full,lora")
     p.add_argument("--variants", metavar="FILE.yaml", help="named variants: {recipes: [...], variants: {name: {...}}}")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows mean ± std (default 0)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop a variant that trains longer than this (it counts as failed; the others go on)")
     p.add_argument("--output", required=True, metavar="DIR", help="where the runs and reports go")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=cmd_compare)

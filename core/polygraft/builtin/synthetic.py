@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from polygraft.errors import ConfigError
-from polygraft.interfaces.datasource import DataSource
+from polygraft.interfaces.datasource import DataSource, check_split
 
 
 class SyntheticClassification(DataSource):
@@ -36,8 +36,14 @@ draw of the same problem: generated data has no finite pool to take "all" of).
         self.noise = noise
         self.sequence_length = sequence_length
         self.seed = seed
-        if split not in self.SPLITS:
-            raise ConfigError(f"synthetic-classification: split must be one of {self.SPLITS}, got {split!r}")
+        check_split(split, name="synthetic-classification")
+        for option, value, high in (("size", size, 10_000_000), ("num_classes", num_classes, 100_000),
+                                    ("in_features", in_features, 100_000), ("sequence_length", sequence_length, 100_000)):
+            low = 0 if option == "sequence_length" else (2 if option == "num_classes" else 1)
+            if not low <= value <= high:
+                raise ConfigError(f"synthetic-classification: {option} must be between {low} and {high:,}, got {value:,}")
+        if noise < 0:
+            raise ConfigError(f"synthetic-classification: noise must be ≥ 0, got {noise}")
         self.split_name = split
         self.label_names = [f"class_{k}" for k in range(num_classes)]
         rng = random.Random(seed)

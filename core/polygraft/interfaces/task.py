@@ -16,7 +16,7 @@ from typing import Any
 
 from polygraft.errors import ConfigError, DataError
 from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.datasource import DataSource, InMemorySource
+from polygraft.interfaces.datasource import DataSource, InMemorySource, SubsetSource
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.training_module import TrainingModule
 
@@ -83,6 +83,20 @@ class Task(TrainingModule):
             return []
         known = set(self.label_names)
         return sorted({name for name in found if name not in known})
+
+    def label_origin(self, source: DataSource, label: str) -> str | None:
+        """Where ``source`` first carries ``label`` (its ``_origin``, "file:line"), when its examples are in memory
+        (also through subset views); ``None`` otherwise. Error messages name it."""
+        examples: Any = source
+        while isinstance(examples, SubsetSource) and not isinstance(examples, InMemorySource):
+            examples = examples.parent
+        if not isinstance(examples, InMemorySource):
+            return None
+        for example in examples.examples:
+            if self.label_key in example and label in _labels_of(example[self.label_key]):
+                origin = example.get("_origin")
+                return str(origin) if origin else None
+        return None
 
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN input --draw out.png``: render a prediction; tasks that can draw override it."""

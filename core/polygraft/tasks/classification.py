@@ -30,6 +30,7 @@ from polygraft.interfaces.head import Head
 from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+from polygraft.options import check_fraction
 
 if TYPE_CHECKING:
     from polygraft.run import RunDirectory
@@ -78,6 +79,8 @@ class ClassificationTask(Task):
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_smoothing: float = 0.0, label_key: str = "label",
                  augment: bool | dict[str, Any] = False) -> None:
+        check_fraction(dropout, name="dropout", what="task 'classification'")
+        check_fraction(label_smoothing, name="label_smoothing", what="task 'classification'")
         if len(label_names) < 2:
             raise DataError(f"classification needs at least 2 labels, got {list(label_names)}; check the label "
                             "column of the training data")

@@ -40,6 +40,7 @@ from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import Task
 from polygraft.interfaces.training_module import StepOutput
+from polygraft.options import check_fraction
 
 BLANK, UNKNOWN = "<blank>", "<unk>"
 DECODERS = ("greedy", "beam")
@@ -137,6 +138,7 @@ class CTCTask(Task):
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  transcript_key: str = "transcript", lowercase: bool = True, decoder: str = "greedy",
                  beam_size: int = 16) -> None:
+        check_fraction(dropout, name="dropout", what="task 'ctc'")
         if list(label_names[:2]) != [BLANK, UNKNOWN] or len(label_names) < 3:
             raise ConfigError(f"ctc label names must start with {BLANK!r}, {UNKNOWN!r} followed by the characters; "
                               f"got {list(label_names)[:5]}... (let the task build them from the training data)")

@@ -34,6 +34,7 @@ from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
 from polygraft.interfaces.training_module import StepOutput
+from polygraft.options import check_fraction
 
 IGNORE = -100
 
@@ -130,6 +131,7 @@ class TokenClassificationTask(Task):
 
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_all_subtokens: bool = False, words_key: str = "tokens", tags_key: str = "tags") -> None:
+        check_fraction(dropout, name="dropout", what="task 'token-classification'")
         try:
             import seqeval  # noqa: F401
         except ImportError as exc:  # pragma: no cover - make set-up installs the extra

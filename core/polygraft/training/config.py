@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 from polygraft.errors import ConfigError
@@ -20,6 +21,18 @@ from polygraft.inputs.cache.modes import cache_mode
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+
+MAX_COUNT = 2**31 - 1
+"""The largest batch size, step or epoch count a recipe may ask for."""
+
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(value: str) -> None:
+    """``trainer.device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if not DEVICE.match(value):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
 
 REMOVED = {
     "early_stopping": "callbacks: [{name: early-stopping, monitor: val/loss, patience: 3}]",
@@ -112,12 +125,14 @@ class TrainerConfig:
         if self.max_steps is None and self.max_epochs is None:
             raise ConfigError("set trainer.max_steps or trainer.max_epochs (both are None)")
         for name in ("batch_size", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"trainer.{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size"):
+            if not 1 <= getattr(self, name) <= MAX_COUNT:
+                raise ConfigError(f"trainer.{name} must be in [1, {MAX_COUNT:,}], got {getattr(self, name)}")
+        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size", "warmup_steps"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"trainer.{name} must be ≥ 1 (or null), got {value}")
+            low = 0 if name == "warmup_steps" else 1
+            if value is not None and not low <= value <= MAX_COUNT:
+                raise ConfigError(f"trainer.{name} must be in [{low}, {MAX_COUNT:,}] (or null), got {value}")
+        check_device(self.device)
         workers = self.num_workers if self.num_workers is not None else 0
         if self.lr < 0 or self.weight_decay < 0 or workers < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("trainer.lr, weight_decay and num_workers must be ≥ 0 and warmup_ratio in [0, 1); got "

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # settings that may change between a run and its resume (how long, how it is shown, where it runs)
 UNFINGERPRINTED = {"resume", "output_dir", "max_steps", "max_epochs", "progress", "num_workers", "log_every",
-                   "tensorboard", "device", "eval_every", "checkpoint_every"}
+                   "tensorboard", "device", "eval_every", "checkpoint_every", "overwrite"}
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:

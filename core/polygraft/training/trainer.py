@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,20 +34,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from polygraft.errors import IncompatibleComponentsError, TrainingError
-from polygraft.features import Batch, Features, batch_size_of, move_to_device
+from polygraft.errors import TrainingError
+from polygraft.features import Batch, batch_size_of, move_to_device
 from polygraft.inputs.datasets import raise_worker_errors
 from polygraft.inputs.loaders import Loaders, LoaderSettings, check_sizes, position_loader
 from polygraft.interfaces import Callback, DataSource, StepOutput, TrainingModule
 from polygraft.run import RunDirectory
-from polygraft.training import checkpoint as ckpt
+from polygraft.training.checks import check_first_features, out_of_memory_named
 from polygraft.training.config import TrainerConfig
 from polygraft.training.distributed import DistributedContext
+from polygraft.training.evaluation import evaluate_loader
 from polygraft.training.logger import LossWindow, TrainingLogger
 from polygraft.training.optim import build_optimizer, build_scheduler, default_param_groups
+from polygraft.training.outputs import write_checkpoint, write_model, write_results
 from polygraft.training.precision import Precision, pick_device
-from polygraft.training.resume import checkpoint_state, restore
+from polygraft.training.resume import restore
 from polygraft.training.schedule import Schedule, StepPlan, chunk_sizes
+from polygraft.training.signals import Received, stop_on_signals
 from polygraft.training.usage import Usage
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ class FitResult:
     stop_reason: str = "finished"
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, Any] = field(default_factory=dict)
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGUSR1): resume it with resume=last
 
 
 class Trainer:
@@ -83,12 +86,13 @@ class Trainer:
     def __init__(self, config: TrainerConfig | Mapping[str, Any] | None = None, *,
                  output_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
                  strategies: Sequence[FinetuneStrategy] = (), resume: str | Path | None = None,
-                 run_config: Mapping[str, Any] | None = None) -> None:
+                 run_config: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
         self.config = config if isinstance(config, TrainerConfig) else TrainerConfig(**dict(config or {}))
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.user_callbacks = list(callbacks)
         self.strategies = list(strategies)
         self.resume = resume
+        self.overwrite = overwrite  # a fresh run may replace an earlier run in output_dir
         self.run_config = dict(run_config) if run_config is not None else {"trainer": asdict(self.config)}
         self.dist = DistributedContext.from_environment()
         self.device = pick_device(self.config.device, local_rank=self.dist.local_rank)
@@ -112,6 +116,8 @@ class Trainer:
         self._metrics: dict[str, float] = {}  # the latest validation metrics
         self._validated_at = -1  # global step of the latest validation
         self._window = LossWindow(self.device)
+        self._signal = Received()  # a stop signal (SIGTERM...) received during the fit
+        self._checkpointed_at = -1  # global step of the newest checkpoint on disk
 
     # ----------------------------------------------------------------- public API
     def fit(self, module: TrainingModule, *, train_data: DataSource, val_data: DataSource | None = None,
@@ -120,32 +126,13 @@ class Trainer:
         write the results into the run directory."""
         self.usage.fit_called()
         self.dist.setup(self.device)
+        self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
         try:
-            train_loader, val_loader = self._setup(module, train_data, val_data)
-            if self.run is not None:
-                self.run.write_data_report({split: data.describe() for split, data in
-                                            (("train", train_data), ("val", val_data), ("test", test_data))
-                                            if data is not None})
-            for callback in self.callbacks:
-                callback.on_fit_start(self)
-            self.usage.start(module)
-            metrics = self._train(train_loader, val_loader)
-            self.usage.stop()
-            self.add_results(self.usage.report(samples=self.state.samples_seen))
-            for strategy in self.strategies:
-                strategy.finalize(module)
-            for callback in self.callbacks:
-                callback.on_fit_end(self)
-            self._save_model()  # before test evaluation, so a failing test split never loses the training
-            if test_data is not None:
-                metrics = {**metrics, **self._validate(self._eval_loader(module, test_data), prefix="test")}
-            skipped = {split: data.skip_report() for split, data in
-                       (("train", train_data), ("val", val_data), ("test", test_data)) if data is not None}
-            self._finish(metrics, skipped)
-            return FitResult(metrics=metrics, run_dir=self.run.path if self.run else None,
-                             stop_reason=self._stop_reason or "finished", history=self.logger.history,
-                             skipped=skipped)
+            with self._locked(), stop_on_signals() as self._signal:
+                if self.run is not None:  # before anything is written: one run per folder
+                    self.run.begin(resume=self.resume is not None, overwrite=self.overwrite)
+                return self._fit(module, train_data, val_data, test_data)
         finally:
             torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
             if self.logger is not None:
@@ -153,6 +140,45 @@ class Trainer:
             self.model = None  # release DDP's reducer while the process group still exists
             gc.collect()
             self.dist.teardown()
+
+    def _fit(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None,
+             test_data: DataSource | None) -> FitResult:
+        train_loader, val_loader = self._setup(module, train_data, val_data)
+        splits = {split: data for split, data in (("train", train_data), ("val", val_data), ("test", test_data))
+                  if data is not None}
+        if self.run is not None:
+            self.run.write_data_report({split: data.describe() for split, data in splits.items()})
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        self.usage.start(module)
+        metrics = self._train(train_loader, val_loader)
+        if self._signal:  # stopped by the scheduler: the checkpoint is written, the run is not finished
+            return self._interrupted(splits)
+        self.usage.stop()
+        self.add_results(self.usage.report(samples=self.state.samples_seen))
+        for strategy in self.strategies:
+            strategy.finalize(module)
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
+        self._save_model()  # before test evaluation, so a failing test split never loses the training
+        if test_data is not None:
+            metrics = {**metrics, **self._validate(self._eval_loader(module, test_data), prefix="test")}
+        skipped = {split: data.skip_report() for split, data in splits.items()}
+        self._finish(metrics, skipped)
+        return FitResult(metrics=metrics, run_dir=self.run.path if self.run else None,
+                         stop_reason=self._stop_reason or "finished", history=self.logger.history, skipped=skipped)
+
+    def _interrupted(self, splits: Mapping[str, DataSource]) -> FitResult:
+        name, step = self._signal.name, self.state.global_step
+        where = f"{self.run.last_checkpoint}" if self.run is not None else "no run directory, so nothing"
+        self.message(f"stopped by {name} at step {step}: {where} holds the training so far; run the same command "
+                     "with resume=last to go on")
+        return FitResult(metrics=dict(self._metrics), run_dir=self.run.path if self.run else None,
+                         stop_reason=f"stopped by {name} at step {step}", history=self.logger.history,
+                         skipped={split: data.skip_report() for split, data in splits.items()}, interrupted=name)
+
+    def _locked(self) -> Any:
+        return self.run.locked() if self.run is not None else contextlib.nullcontext()
 
     def evaluate(self, module: TrainingModule, data: DataSource, *, prefix: str = "val") -> dict[str, float]:
         """Loss and metrics of ``module`` on ``data`` (no training)."""
@@ -213,40 +239,20 @@ class Trainer:
             evaluation=module.data_pipeline(training=False), epochs=plan.epochs, validations=plan.validations)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self._wrap_model()
-        self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
                           *module.callbacks()]
         if self.resume is not None:
             restore(self, self.resume)
+            self._checkpointed_at = self.state.global_step  # already on disk: a finished run is not saved again
         elif self.run is not None:
             self.run.write_config(self.run_config)
-            self.run.clear_metrics()
         self.logger = TrainingLogger(self.run, total_steps=self.max_steps,
                                      show_progress=cfg.progress and self.dist.is_main,
                                      initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
         for line in self.loaders.lines():
             self.message(line)
-        self._check_first_features(module.backbone)
+        check_first_features(module.backbone)
         return train_loader, val_loader
-
-    def _check_first_features(self, backbone: Any) -> None:
-        """Check the features of the first forward against what the backbone declares, naming it (a wrong shape
-        otherwise ends in a torch traceback inside the head, or trains silently)."""
-        handle: Any = None
-
-        def check(_module: Any, args: tuple[Any, ...], features: Any) -> None:
-            handle.remove()
-            if not isinstance(features, Features):
-                raise IncompatibleComponentsError(
-                    f"backbone {backbone.spec_name or type(backbone).__name__!r} returned {type(features).__name__}, "
-                    "not polygraft.features.Features")
-            problems = backbone.feature_problems(features, batch_size_of(args[0]))
-            if problems:
-                raise IncompatibleComponentsError(
-                    f"backbone {backbone.spec_name or type(backbone).__name__!r}: {problems[0]} (found on the first "
-                    "batch; polygraft.testing.check_backbone checks every rule a backbone must follow)")
-
-        handle = backbone.register_forward_hook(check)
 
     def _loaders(self) -> Loaders:
         return Loaders(LoaderSettings.of(self.config), self.dist, pin_memory=self.device.type == "cuda")
@@ -274,13 +280,13 @@ class Trainer:
                     break
             else:  # the epoch ran out
                 self._end_epoch(val_loader)
-        if val_loader is not None and state.global_step != self._validated_at:
+        if val_loader is not None and state.global_step != self._validated_at and not self._signal:
             self._metrics = self._validate_and_log(val_loader)
         self._save_checkpoint()
         return self._metrics
 
     def _done(self) -> bool:
-        return self.state.global_step >= self.max_steps or self._stop_reason is not None
+        return self.state.global_step >= self.max_steps or self._stop_reason is not None or bool(self._signal)
 
     def _train_step(self, micro_batches: Iterator[Batch], size: int) -> tuple[Batch, StepOutput] | None:
         """One optimizer step over the next ``size`` micro-batches (gradients accumulate across them; DDP syncs on
@@ -305,7 +311,7 @@ class Trainer:
         """Forward and backward of one micro-batch, its loss divided by the step's number of micro-batches."""
         batch = self._to_device(batch)
         sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
-        with sync:
+        with sync, out_of_memory_named(self.state.global_step + 1, batch_size_of(batch)):
             with self.precision.autocast():
                 output = self.model(batch)
             if not torch.isfinite(output.loss):
@@ -362,9 +368,12 @@ class Trainer:
         state, loss = self.state, loss.detach()
         where = f"step {state.global_step + 1} (epoch {state.epoch}, batch {state.batches_in_epoch})"
         if not self.config.skip_nonfinite:
+            cached = self.loaders.cached_on_disk("train") if self.loaders is not None else None
+            data = (f"check the data of that batch: it came from the input cache at {cached} (rule the cache out "
+                    "with trainer.cache=off, or delete that folder)" if cached else "check the data of that batch")
             raise TrainingError(
-                f"loss is {float(loss)} at {where}. Lower trainer.lr, check the data of that batch, try "
-                "precision=32, or set trainer.skip_nonfinite=true to skip such batches (they are counted)."
+                f"loss is {float(loss)} at {where}. Lower trainer.lr, {data}, try precision=32, or set "
+                "trainer.skip_nonfinite=true to skip such batches (they are counted)."
             )
         state.skipped_nonfinite += 1
         self.optimizer.zero_grad(set_to_none=True)
@@ -378,36 +387,8 @@ class Trainer:
         self._validated_at = self.state.global_step
         return metrics
 
-    @torch.no_grad()
     def _validate(self, loader: Any, *, prefix: str) -> dict[str, float]:
-        module = self.module
-        self.stage = prefix
-        for callback in self.callbacks:
-            callback.on_validation_start(self)
-        was_training = module.training
-        module.eval()
-        module.reset_metrics()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss × n, examples
-        position_loader(loader, epoch=0, skip_batches=0, seed=self.config.seed)
-        for batch in raise_worker_errors(loader):
-            batch = self._to_device(batch)
-            with self.precision.autocast():
-                output = module(batch)
-            n = batch_size_of(batch)
-            sums[0] += output.loss.detach().double() * n
-            sums[1] += n
-            module.update_metrics(batch, output)
-            for callback in self.callbacks:
-                callback.on_validation_batch_end(self, batch, output)
-        if self.dist.enabled:
-            torch.distributed.all_reduce(sums)
-        metrics = {f"{prefix}/loss": float(sums[0] / sums[1].clamp_min(1))}
-        metrics.update({f"{prefix}/{name}": value for name, value in module.compute_metrics().items()})
-        for callback in self.callbacks:
-            callback.on_validation_end(self, metrics)
-        module.train(was_training)
-        self.stage = "train"
-        return metrics
+        return evaluate_loader(self, loader, prefix=prefix)
 
     # ----------------------------------------------------------------- pieces
     def _to_device(self, batch: Batch) -> Batch:
@@ -426,30 +407,19 @@ class Trainer:
         self.model = model
 
     def _save_checkpoint(self) -> None:
-        if self.run is None or not self.run.enabled:
+        if self.run is None or not self.run.enabled or self._checkpointed_at == self.state.global_step:
             return
-        path = self.run.last_checkpoint
-        ckpt.atomic_save(checkpoint_state(self), path)
+        path = write_checkpoint(self)
+        self._checkpointed_at = self.state.global_step
         for callback in self.callbacks:
             callback.on_checkpoint_saved(self, path)
 
     def _save_model(self) -> None:
         if self.run is not None and self.run.enabled:
-            from polygraft.model_io import save_model
-
-            save_model(self.module, self.run.model_dir)
+            write_model(self)
 
     def _finish(self, metrics: dict[str, float], skipped: dict[str, Any]) -> None:
-        if self.run is None or not self.run.enabled:
-            return
-        from polygraft.plots import plot_curves
-
-        results: dict[str, Any] = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-        results.update({"train/steps": self.state.global_step, "train/skipped_nonfinite": self.state.skipped_nonfinite,
-                        **self.results, "skipped": skipped})
-        self.run.write_results(results)
-        plot_curves(self.run.read_metrics(), self.run.plot("curves"))
-        if metrics:
-            self.module.save_artifacts(self.run)
+        if self.run is not None and self.run.enabled:
+            write_results(self, metrics, skipped)
         if self._stop_reason:
             self.message(self._stop_reason)

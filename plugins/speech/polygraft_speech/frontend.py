@@ -88,8 +88,9 @@ class AudioFrontEnd(Preprocessor):
         return int(inputs["frames"])
 
     def read_input(self, value: str) -> dict[str, Any]:
-        """The audio file at ``value`` decoded to mono (DataError naming it when it is not audio)."""
-        return self._reader().read_input(value)
+        """The audio file at ``value`` decoded to mono, read only up to the model's limit (DataError naming it when
+        it is not audio): a 10-hour recording costs what 30 s cost."""
+        return self._reader().read_input(value, max_seconds=self.max_samples / self.sample_rate)
 
     @staticmethod
     def augment_settings(*, freq_masks: int, freq_width: int, time_masks: int, time_width: int,

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -37,6 +36,8 @@ from typing import Any
 
 from polygraft.assets import cache_dir as polygraft_cache_dir
 from polygraft.errors import ConfigError, DataError
+from polygraft.fingerprint import digest
+from polygraft.interfaces import check_split, take_split
 from polygraft_speech.datasets.source import AudioFileSource, AudioRecord, check_long_options
 from polygraft_speech.synth import DEFAULT_VOICES, ClipPlan, espeak_binary, generate, read_info, verify_voices
 
@@ -44,7 +45,6 @@ FORMAT_VERSION = 1
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DEFAULT_SPEEDS = (130, 165, 200)
 DEFAULT_PITCHES = (30, 45, 60, 75)
-SPLIT_NAMES = ("train", "val", "test", "all")
 
 
 class SpokenSource(AudioFileSource):
@@ -65,12 +65,12 @@ def split_voices(voices: Sequence[str], *, val_voices: int, test_voices: int, se
                           "keep one for training; list more voices or hold out fewer")
     order = list(voices)
     random.Random(seed).shuffle(order)
-    return {"test": order[:test_voices], "val": order[test_voices:test_voices + val_voices],
-            "train": order[test_voices + val_voices:]}
+    parts = [("test", test_voices), ("val", val_voices), ("train", None)]
+    return {part: take_split(order, part, parts, name="voices") if size != 0 else [] for part, size in parts}
 
 
 def _cache_folder(name: str, params: dict[str, Any], cache_dir: str | None) -> Path:
-    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    key = digest(params)[:12]
     return (Path(cache_dir) if cache_dir else polygraft_cache_dir(name)) / key
 
 
@@ -78,8 +78,7 @@ def _open(name: str, params: dict[str, Any], plan_for: Any, *, split: str, cache
           voices: Sequence[str], val_voices: int, test_voices: int, seed: int, label_names: list[str] | None,
           max_duration: float | None, on_long: str) -> SpokenSource:
     check_long_options(max_duration, on_long)
-    if split not in SPLIT_NAMES:
-        raise ConfigError(f"{name}: split must be one of {SPLIT_NAMES}, got {split!r}")
+    check_split(split, name=name)
     split_voices(voices, val_voices=val_voices, test_voices=test_voices, seed=seed)  # check the counts early
     folder = _cache_folder(name, params, cache_dir)
     info = read_info(folder)
