@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from polygraft.components import build
 from polygraft.errors import ConfigError, IncompatibleComponentsError, UnknownComponentError, WeightsError
+from polygraft.paths import exists
 from polygraft.plugins import Catalog, build_catalog
 from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec, WeightsSpec
 
@@ -66,7 +67,9 @@ def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> 
                 f"use create_backbone({spec.backbone!r}, weights={name!r})"
             )
         return str(spec.load_factory()()), dict(spec.backbone_options)
-    if Path(name).expanduser().exists() or "/" in name or name.startswith("hf-hub:"):
+    if exists(name) or "/" in name or name.startswith("hf-hub:"):
+        if len(name) > 4096:
+            raise WeightsError(f"weights {name[:60]!r}... is {len(name):,} characters long: not a path or a name")
         return name, {}
     known = ", ".join(registry.names()) or "none"
     raise WeightsError(

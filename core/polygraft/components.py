@@ -74,6 +74,12 @@ def check_options(spec: ComponentSpec, options: Mapping[str, Any], *, supplied: 
 checked_options = check_options  # the name used before 0.1.x; kept for plugins
 
 
+def _too_big(spec: ComponentSpec, options: Mapping[str, Any], reason: str) -> str:
+    sizes = {k: v for k, v in options.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return (f"{describe_component(spec)} cannot be built in this machine's memory with {sizes or dict(options)} "
+            f"({reason}); lower its sizes")
+
+
 def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | None = None, *,
           where: str = "", **supplied: Any) -> Any:
     """Create component ``name`` of ``kind`` with user ``options`` (checked) and core-``supplied`` arguments."""
@@ -89,6 +95,12 @@ def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | N
         if "unexpected keyword argument" in text or "required keyword" in text or "positional argument" in text:
             raise ConfigError(f"{describe_component(spec)}: {text}; check its options "
                               f"(`polygraft list {spec.kind}s`)") from exc
+        raise
+    except MemoryError:
+        raise ConfigError(_too_big(spec, clean, "out of memory")) from None
+    except RuntimeError as exc:  # torch's CPU allocator: "can't allocate memory: you tried to allocate N bytes"
+        if "allocate" in str(exc) and "memory" in str(exc):
+            raise ConfigError(_too_big(spec, clean, str(exc).strip().splitlines()[-1][:160])) from None
         raise
     if hasattr(component, "spec_name"):
         component.spec_name = catalog.registry(kind).stable_name(name)

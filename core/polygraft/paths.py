@@ -30,7 +30,9 @@ def file_problem(path: str | Path) -> str | None:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return "is a loop of symbolic links (each link points to another in a circle)"
-        if os.path.islink(path):
+        if exc.errno == errno.ENAMETOOLONG:
+            return "is too long a path for this file system"
+        if _is_link(path):
             return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
         if exc.errno == errno.EACCES:
             return "cannot be read (permission denied)"
@@ -41,3 +43,18 @@ def file_problem(path: str | Path) -> str | None:
         return None
     kind = next((name for test, name in _KINDS if test(mode)), "a special file")
     return f"not a regular file ({kind}); give the path of a file"
+
+
+def _is_link(path: str | Path) -> bool:
+    try:
+        return os.path.islink(path)
+    except OSError:
+        return False
+
+
+def exists(path: str | Path) -> bool:
+    """``Path(path).exists()`` that answers ``False`` for names the file system cannot even look up (too long)."""
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError):
+        return False

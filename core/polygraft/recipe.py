@@ -281,7 +281,7 @@ def _check_names(data: Mapping[str, Any], where: str) -> None:
     with what is allowed, rather than deep inside a factory."""
     for key in ("backbone", "task", "objective"):
         value = data.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
+        if (value is not None or key == "backbone") and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f"{where}: {key} must be a component name (a string, `polygraft list {key}s`), got "
                               f"{value!r}")
     if not isinstance(data.get("overwrite", False), bool):

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from polygraft.errors import ConfigError, TrainingError
+from polygraft.paths import exists
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "results.json", "data.json", "train.log", ".incomplete")
 RUN_FOLDERS = ("checkpoints", "model", "tensorboard")
@@ -55,7 +56,12 @@ class RunDirectory:
         self.path = Path(path)
         self.enabled = enabled
         if enabled:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                shown = str(self.path) if len(str(self.path)) < 200 else f"{str(self.path)[:80]}..."
+                raise ConfigError(f"cannot make the run directory {shown}: {exc.strerror or exc}; give output_dir a "
+                                  "folder you can write") from None
 
     # ------------------------------------------------------------------ the files
     @property
@@ -134,7 +140,7 @@ class RunDirectory:
     def holds_a_run(self) -> list[str]:
         """The files of an earlier run in this folder (results, model, checkpoint, metrics), if any."""
         found = [self.results_file, self.model_dir / "polygraft.json", self.last_checkpoint, self.metrics_file]
-        return [str(path.relative_to(self.path)) for path in found if path.exists()]
+        return [str(path.relative_to(self.path)) for path in found if exists(path)]
 
     def begin(self, *, resume: bool, overwrite: bool) -> None:
         """Start a run here (holding the lock): refuse to mix it with an earlier run, or clear that run when told
@@ -175,7 +181,7 @@ class RunDirectory:
 
     def check_finished(self) -> None:
         """Refuse a folder whose run did not finish (TrainingError saying how to finish or replace it)."""
-        if self.incomplete_marker.exists():
+        if exists(self.incomplete_marker):
             raise TrainingError(f"{self.path}: this run did not finish ({_holder(self.incomplete_marker)}); its "
                                 "files may be half written or from an earlier run. Finish it with resume=last (the "
                                 "same recipe), or train again with overwrite=true")

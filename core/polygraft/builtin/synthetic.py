@@ -13,6 +13,7 @@ import random
 from typing import Any
 
 from polygraft.errors import ConfigError
+from polygraft.fingerprint import digest
 from polygraft.interfaces.datasource import DataSource, check_split
 
 
@@ -25,6 +26,7 @@ draw of the same problem: generated data has no finite pool to take "all" of).
     """
 
     SPLITS = ("train", "val", "test", "all")
+    storage = "memory"  # computed from the seed on each read: the same example every time, cheap to make again
 
     def __init__(self, *, size: int = 256, num_classes: int = 3, in_features: int = 8, noise: float = 0.5,
                  sequence_length: int = 0, seed: int = 0, split: str = "train") -> None:
@@ -51,6 +53,12 @@ draw of the same problem: generated data has no finite pool to take "all" of).
 
     def __len__(self) -> int:
         return self.size
+
+    def fingerprint(self) -> str:
+        """Every setting that decides the examples (they are a function of them)."""
+        return digest({"source": "synthetic-classification", "version": 1, "size": self.size,
+                       "num_classes": self.num_classes, "in_features": self.in_features, "noise": self.noise,
+                       "sequence_length": self.sequence_length, "seed": self.seed, "split": self.split_name})
 
     def _example(self, index: int) -> dict[str, Any]:
         rng = random.Random(f"{self.seed}/{self.split_name}/{index}")

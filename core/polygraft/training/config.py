@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 
@@ -119,6 +120,10 @@ class TrainerConfig:
             annotation = eval(str(spec.type))
             option = Option(spec.name, annotation=annotation, annotation_text=str(spec.type))
             setattr(self, spec.name, check_value(option, getattr(self, spec.name), what="trainer"))
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"trainer.{spec.name} must be a finite number, got {value}")
         for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"trainer.{name} must be one of {allowed}, got {getattr(self, name)!r}")

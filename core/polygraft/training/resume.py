@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from polygraft.errors import TrainingError
 from polygraft.fingerprint import digest
+from polygraft.paths import file_problem
 from polygraft.training import checkpoint as ckpt
 
 if TYPE_CHECKING:
@@ -74,8 +75,10 @@ def restore(trainer: Trainer, resume: str | Path) -> None:
         if trainer.run is None:
             raise TrainingError("resume=last needs an output_dir (the run directory to resume)")
         path = trainer.run.last_checkpoint
-    if not path.exists():
-        raise TrainingError(f"cannot resume: {path} does not exist (start without resume, or check output_dir)")
+    problem = file_problem(path)
+    if problem is not None:
+        shown = str(path) if len(str(path)) < 200 else f"{str(path)[:80]}..."
+        raise TrainingError(f"cannot resume: {shown} {problem} (start without resume, or check output_dir)")
     state = ckpt.load_checkpoint(path)
     expected = fingerprint(trainer.run_config)
     if state["fingerprint"] != expected:
