@@ -73,19 +73,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import polygraft
-    from polygraft.features import move_to_device
+    from polygraft.errors import ConfigError
 
     task = polygraft.load(args.run_dir)
     pre = task.backbone.preprocessor
-    pipeline = task.data_pipeline(training=False)
-    results = []
-    for value in args.inputs:
-        example = pre.read_input(value)
-        batch = pipeline.collate([pipeline.prepare(example)])
-        prediction = task.predict(move_to_device(batch, next(task.parameters()).device))[0]
-        results.append({"input": value, **prediction})
+    examples = [pre.read_input(value) for value in args.inputs]
+    predictions = task.predict_examples(examples)
+    if len(predictions) == len(examples):  # one answer per input (the default)
+        results = [{"input": value, **prediction} for value, prediction in zip(args.inputs, predictions)]
         if args.draw:
-            task.draw_predictions(example, prediction, args.draw)
+            for example, prediction in zip(examples, predictions):
+                task.draw_predictions(example, prediction, args.draw)
+    else:  # answers about several inputs at once (verification pairs) name their inputs themselves
+        results = list(predictions)
+        if args.draw:
+            raise ConfigError(f"task {task.spec_name!r} answers about several inputs at once and draws nothing; "
+                              "drop --draw")
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
@@ -99,6 +102,14 @@ def _human(result: dict[str, Any]) -> str:
         top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
+    if "same_identity" in result:
+        verdict = {True: "same identity", False: "different identities", None: "no threshold saved"}
+        threshold = "none" if result["threshold"] is None else f"{result['threshold']:.4f}"
+        return (f"{result['reference']} vs {result['input']}: {verdict[result['same_identity']]} "
+                f"(score {result['score']:.4f}, threshold {threshold} chosen on validation)")
+    if "pixel_fractions" in result:
+        shown = ", ".join(f"{name} {share:.1%}" for name, share in result["pixel_fractions"].items())
+        return f"{result['input']}: {shown} (masks: --json)"
     return json.dumps(result)
 
 
@@ -160,7 +171,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", help="inputs as the model's preprocessor reads them (Preprocessor.read_input): "
                    "a text, an image or audio file path, a JSON vector...")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
+    p.add_argument("--draw", metavar="OUT.png", help="render the prediction onto the image (detections, mask overlay)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -74,6 +74,28 @@ class Task(TrainingModule):
         known = set(self.label_names)
         return sorted({name for name in found if name not in known})
 
+    def predict_examples(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``polygraft predict RUN input...`` calls it with the raw example of every input (read by the backbone
+        preprocessor's ``read_input``). The default predicts each example on its own, one result per example; a task
+        whose answer involves several inputs (verification compares pairs) overrides it.
+
+        Example:
+            >>> import polygraft
+            >>> task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
+            ...                              backbone_options={"in_features": 2}).eval()
+            >>> [sorted(r) for r in task.predict_examples([{"x": [0.0, 1.0]}, {"x": [1.0, 0.0]}])][0]
+            ['label', 'probabilities', 'score']
+        """
+        from polygraft.features import move_to_device
+
+        pipeline = self.data_pipeline(training=False)
+        device = next(self.parameters()).device
+        results = []
+        for example in examples:
+            batch = pipeline.collate([pipeline.prepare(example)])
+            results.append(self.predict(move_to_device(batch, device))[0])
+        return results
+
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN input --draw out.png``: render a prediction; tasks that can draw override it."""
         raise ConfigError(f"task {self.spec_name!r} cannot draw its predictions; drop --draw")
