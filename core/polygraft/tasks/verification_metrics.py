@@ -65,9 +65,7 @@ def equal_error_rate(fpr: torch.Tensor, tpr: torch.Tensor, thresholds: torch.Ten
     gap = (1.0 - tpr) - fpr  # false rejects minus false accepts: starts at 1, ends at -1
     after = int(torch.nonzero(gap <= 0).flatten()[0])
     before = after - 1
-    if float(gap[after]) == 0.0 or before < 0:
-        eer = float(fpr[after])
-    elif float(fpr[after]) == float(fpr[before]):  # a vertical step: the crossing is at this fpr
+    if float(gap[after]) == 0.0 or before < 0 or float(fpr[after]) == float(fpr[before]):
         eer = float(fpr[after])
     else:  # solve 1 - x = tpr(x) on the segment, tpr linear in x
         slope = float((tpr[after] - tpr[before]) / (fpr[after] - fpr[before]))
@@ -121,7 +119,7 @@ def verification_metrics(embeddings: torch.Tensor, identities: torch.Tensor, *, 
     metrics: dict[str, Any] = {
         "roc_auc": float(torch.trapezoid(tpr, fpr)), "eer": eer, "tar_at_far": tar_at_far(fpr, tpr, far),
         "rank1": rank1, "eer_threshold": eer_threshold, "pairs_same": positives, "pairs_different": negatives,
-        "rank1_queries": queries, "identities": int(len(counts)),
+        "rank1_queries": queries, "identities": len(counts),
         "single_example_identities": int((counts == 1).sum()),
     }
     if threshold is not None:
