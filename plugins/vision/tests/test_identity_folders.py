@@ -32,9 +32,9 @@ def test_identity_folders_train_and_answer_same_identity(tmp_path: Path, capsys)
     write_identities(faces, "test", ["margaret"], 1)  # a single example: pairs yes, rank-1 query no
     run = tmp_path / "run"
     assert main(["finetune", str(EXAMPLES / "vision" / "digits_open_set.yaml"),
-                 "data.train={dataset: image-folder, path: %s}" % faces,
-                 "data.val={dataset: image-folder, path: %s}" % faces,
-                 "data.test={dataset: image-folder, path: %s}" % faces,
+                 f"data.train={{dataset: image-folder, path: {faces}}}",
+                 f"data.val={{dataset: image-folder, path: {faces}}}",
+                 f"data.test={{dataset: image-folder, path: {faces}}}",
                  "weights=null", "backbone_options.model_name=test_resnet", "backbone_options.image_size=32",
                  "trainer.max_steps=2", "trainer.batch_size=4", "trainer.progress=false", "trainer.num_workers=0",
                  f"output_dir={run}", "--json"]) == 0
