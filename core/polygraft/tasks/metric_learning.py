@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from polygraft.errors import ConfigError, DataError
-from polygraft.features import Batch, Features
+from polygraft.features import Batch, Features, move_to_device
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.pipeline import DataPipeline
@@ -242,8 +243,7 @@ class MetricLearningTask(Task):
         pipeline = self.data_pipeline(training=False)
         device = next(self.parameters()).device
         batch = pipeline.collate([pipeline.prepare(example) for example in examples])
-        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch["inputs"].items()}
-        embeddings = F.normalize(self.embed(inputs).float(), dim=1)
+        embeddings = F.normalize(self.embed(move_to_device(batch["inputs"], device)).float(), dim=1)
         if len(examples) == 1:
             return [{"embedding": [round(float(v), 6) for v in embeddings[0]]}]
         threshold = float(self.threshold)
@@ -257,7 +257,7 @@ class MetricLearningTask(Task):
                             "same_identity": bool(score >= threshold) if known else None})
         return results
 
-    def export(self, directory: Any) -> dict[str, Any]:
+    def export(self, directory: Path) -> dict[str, Any]:
         """The task section of ``polygraft.json``, with the chosen threshold shown for people (the model's buffer
         holds it)."""
         threshold = float(self.threshold)
