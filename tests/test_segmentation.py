@@ -110,7 +110,8 @@ def test_training_learns_the_scenes_and_predict_draws_the_overlay(tmp_path: Path
     overlay = tmp_path / "overlay.png"
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "scene.png"), "--draw", str(overlay),
                  "--json"]) == 0
-    prediction = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)
+    prediction = printed[0] if isinstance(printed, list) else printed  # `predict --json` may print a list
     assert prediction["size"] == [40, 40] and sum(prediction["pixel_fractions"].values()) == pytest.approx(1, abs=1e-3)
     mask = decode_masks(prediction["masks"], CLASSES)
     assert mask.shape == (40, 40) and Image.open(overlay).size == (40, 40)

@@ -74,7 +74,7 @@ class Task(TrainingModule):
         known = set(self.label_names)
         return sorted({name for name in found if name not in known})
 
-    def predict_examples(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict_examples(self, examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """``polygraft predict RUN input...`` calls it with the raw example of every input (read by the backbone
         preprocessor's ``read_input``). The default predicts each example on its own, one result per example; a task
         whose answer involves several inputs (verification compares pairs) overrides it.

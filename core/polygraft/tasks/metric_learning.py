@@ -237,7 +237,7 @@ class MetricLearningTask(Task):
         return [{"embedding": [round(float(v), 6) for v in row]} for row in embeddings]
 
     @torch.no_grad()
-    def predict_examples(self, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict_examples(self, examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One example: its embedding. Two or more: the first is the reference, and each other example gets
         ``{"input", "reference", "score", "threshold", "same_identity"}`` (cosine score ≥ the validation threshold)."""
         pipeline = self.data_pipeline(training=False)
