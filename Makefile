@@ -30,8 +30,8 @@ $(STAMP): $(SETUP_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/torch.txt
-	$(BIN)/pip install --quiet -r requirements/dev.txt -r requirements/data.txt \
-	    -e ".[detection,ner,ctc]" -e plugins/text -e plugins/vision -e plugins/speech
+	$(BIN)/pip install --quiet -r requirements/dev.txt -r requirements/data.txt -r requirements/apps-vision.txt \
+	    -e ".[detection,segmentation,metric-learning,ner,ctc]" -e plugins/text -e plugins/vision -e plugins/speech
 	$(BIN)/pip install --quiet --no-deps -r requirements/assets.txt
 	touch $(STAMP)
 

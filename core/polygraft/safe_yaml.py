@@ -58,7 +58,7 @@ class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
 def loads(text: str, *, where: str = "YAML", max_values: int = MAX_VALUES) -> Any:
     """Parse ``text`` (one document) with the checks of the module docstring; errors name ``where``."""
     try:
-        value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        value = yaml.load(text, Loader=_StrictLoader)
     except _DuplicateKey as exc:
         raise ConfigError(f"{where}:{exc.again}: duplicate key {exc.key!r} (first at line {exc.first}); give each "
                           "key once") from None
