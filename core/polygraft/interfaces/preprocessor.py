@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -91,6 +92,11 @@ class Preprocessor:
     def read_input(self, value: str) -> dict[str, Any]:
         """A raw example from a command-line value (text as is; image/audio plugins open the file)."""
         return {self.input_key: value}
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """Export: write the files a runtime needs besides :meth:`describe`'s settings (a tokenizer's files...)
+        into ``directory`` and return their names. Default: none (the settings are the whole preprocessing)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings (shown to people and saved in the run directory)."""

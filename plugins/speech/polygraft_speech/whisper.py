@@ -88,7 +88,9 @@ class WhisperEncoderBackbone(Backbone):
     def _trimmed(self, features: torch.Tensor, mel_mask: torch.Tensor) -> torch.Tensor:
         """transformers' ``WhisperEncoder.forward`` with the positions cut to the frame count and padding masked."""
         enc = self.encoder
-        padded = not bool(mel_mask.all())
+        # an exported graph always takes the masked path (one graph for padded and unpadded batches; masking
+        # with an all-true mask changes nothing)
+        padded = torch.compiler.is_exporting() or torch.jit.is_tracing() or not bool(mel_mask.all())
         hidden = nn.functional.gelu(enc.conv1(features))
         if padded:  # as if each clip ended where its audio does: conv2 sees zeros past the end
             hidden = hidden * mel_mask.unsqueeze(1).to(hidden.dtype)
@@ -125,6 +127,12 @@ class WhisperEncoderBackbone(Backbone):
 
     def export(self, directory: Path) -> dict[str, Any]:
         return dict(self.build_options)
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: trimmed clips vary in mel frames (``frames``); padded ones are always 30 s."""
+        if self.input_mode == "padded":
+            return {}
+        return {"input_features": {2: "frames"}, "attention_mask": {1: "frames"}}
 
 
 def _takes_head_mask(layer: nn.Module) -> bool:
