@@ -45,7 +45,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
         best = order[0]
         keep.append(best)
         rest = order[1:]
-        order = rest[box_iou(boxes[best], boxes[rest]) <= threshold]
+        with np.errstate(invalid="ignore", divide="ignore"):  # zero-area boxes: IoU 0/0 is NaN, never suppressed
+            order = rest[~(box_iou(boxes[best], boxes[rest]) > threshold)]
     return np.asarray(keep, dtype=np.int64)
 
 

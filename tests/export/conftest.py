@@ -1,0 +1,60 @@
+"""Fixtures of the export and serve tests: tiny random-init model options and inputs made here (nothing
+downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "mat", "in", "park", "film", "was", "not", "very", "good",
+         "and", "actors", "were", "bad", "paris", "john", "went", "to", "new", "york"]
+
+
+def write_vocab(directory: Path) -> Path:
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters]]
+    path = directory / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(tokens)) + "\n")
+    return path
+
+
+def bert_options(directory: Path, **extra: Any) -> dict[str, Any]:
+    return {"tokenizer": str(write_vocab(directory)), "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 64, "max_length": 32, **extra}
+
+
+def clip(seconds: float, frequency: float, rate: int = 16000) -> dict[str, Any]:
+    t = np.arange(int(seconds * rate)) / rate
+    return {"audio": (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), "sample_rate": rate}
+
+
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> dict[str, Any]:
+    """Options of a tiny random BERT (hidden 32, 2 layers) with a WordPiece vocabulary written here."""
+    return bert_options(tmp_path)
+
+
+@pytest.fixture
+def make_clip() -> Any:
+    """``make_clip(seconds, frequency)`` → a raw audio example (16 kHz sine)."""
+    return clip
+
+
+def rounded(value: Any, digits: int = 5) -> Any:
+    """``value`` with every float rounded (predictions from two runtimes differ in the last float bits)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+@pytest.fixture
+def same_predictions() -> Any:
+    """``same_predictions(a, b)``: equal labels, texts and spans, floats equal to 5 decimals."""
+    return lambda a, b: rounded(a) == rounded(b)
