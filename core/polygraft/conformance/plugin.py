@@ -144,7 +144,7 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                  examples: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                  pairs: Mapping[str, str] | None = None, skip: Mapping[str, str] | None = None,
                  with_plugins: Iterable[tuple[str, object]] = (), check_imports: bool = True,
-                 check_installed_names: bool = True, options_only: bool = False,
+                 check_installed_names: bool = True, options_only: bool = False, check_export: bool = True,
                  raise_on_failure: bool = True) -> Report:
     """Check every component ``plugin`` registers; raise :class:`~polygraft.conformance.report.CheckFailed`
     listing what to fix (or return the :class:`Report` with ``raise_on_failure=False``).
@@ -161,6 +161,8 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
         check_imports: probe in a fresh interpreter that the plugin module imports nothing heavy.
         check_installed_names: warn about names the plugin shares with installed plugins.
         options_only: check only components named in ``options`` (and their pairs), for a quick test.
+        check_export: export each backbone (its first set of options) inside the classification task to ONNX and
+            compare ONNX Runtime with PyTorch (see :mod:`polygraft.conformance.exporting`).
     """
     from polygraft.plugins import build_catalog
 
@@ -196,7 +198,7 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                     bool(s.input_key), f"ModalitySpec {s.name!r} needs input_key= (the raw example key its "
                                        "preprocessors read, e.g. 'x')"))
             elif kind == "backbone":
-                _check_backbone(catalog, report, name, options, examples, checked_backbones)
+                _check_backbone(catalog, report, name, options, examples, checked_backbones, check_export)
             elif kind == "dataset":
                 for index, opts in enumerate(_option_sets(options, kind, name)):
                     partner = next(((n, b[0]) for n, b in checked_backbones.items()
@@ -237,14 +239,15 @@ def _check_keys(report: Report, catalog: Catalog, owners: set[str], **tables: An
 
 
 def _check_backbone(catalog: Catalog, report: Report, name: str, options: Mapping[str, Any] | None,
-                    examples: Any, checked: dict[str, Any]) -> None:
+                    examples: Any, checked: dict[str, Any], check_export: bool = True) -> None:
     sets = _option_sets(options, "backbone", name)
     own_examples = lookup(examples, "backbone", name) if isinstance(examples, Mapping) else examples
-    for opts in sets:
+    for index, opts in enumerate(sets):
         label = f"backbone {name!r}" + (f" {opts}" if len(sets) > 1 else "")
         result = check_backbone_checks(catalog, name, opts, own_examples, report, component=label)
         if result is None:
             continue
         backbone, used = result
         checked.setdefault(name, (backbone, used, opts))
-        classification_step(catalog, name, opts, used, report, component=label)
+        classification_step(catalog, name, opts, used, report, component=label,
+                            check_export=check_export and index == 0)  # one export per backbone: it takes seconds
