@@ -58,3 +58,61 @@ def rounded(value: Any, digits: int = 5) -> Any:
 def same_predictions() -> Any:
     """``same_predictions(a, b)``: equal labels, texts and spans, floats equal to 5 decimals."""
     return lambda a, b: rounded(a) == rounded(b)
+
+
+@pytest.fixture
+def served(tmp_path: Path, tiny_bert: dict[str, Any]) -> Any:
+    """``served(**settings)`` → a TestClient over a text, an image and an audio model (tiny, random)."""
+    import torch
+    from fastapi.testclient import TestClient
+
+    import polygraft
+    from polygraft.model_io import save_model
+    from polygraft.serve.app import create_app
+    from polygraft.serve.backends import load_backend
+    from polygraft.serve.settings import ServeSettings
+
+    torch.manual_seed(0)
+    tasks = {
+        "sentiment": polygraft.create_task("classification", backbone="bert", label_names=["neg", "pos"],
+                                           backbone_options=tiny_bert),
+        "digits": polygraft.create_task("classification", backbone="timm", label_names=[str(i) for i in range(10)],
+                                        backbone_options={"model_name": "test_resnet", "image_size": 32}),
+        "spoken": polygraft.create_task("classification", backbone="wav2vec2", label_names=["yes", "no"],
+                                        backbone_options={"size": "tiny"}),
+    }
+    dirs = {name: save_model(task, tmp_path / name) for name, task in tasks.items()}
+    clients = []
+
+    def make(backend: str = "pytorch", only: tuple[str, ...] = (), **settings: Any) -> Any:
+        backends = [load_backend(path, name=name, backend=backend) for name, path in dirs.items()
+                    if not only or name in only]
+        client = TestClient(create_app(backends, ServeSettings(**settings)))
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.effect_noise((40, 30), 64).convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def wav_bytes() -> bytes:
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, clip(0.5, 330.0)["audio"], 16000, format="WAV")
+    return buffer.getvalue()

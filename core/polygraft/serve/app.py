@@ -30,8 +30,8 @@ PAGE_DIR = Path(__file__).parent / "page"
 
 
 class UploadLimit:
-    """ASGI middleware: a request body above ``limit`` bytes gets 413 (by its Content-Length before anything is
-    read, else as soon as the received bytes pass the limit)."""
+    """ASGI middleware: a request body above ``limit`` bytes gets 413, by its Content-Length before anything is read,
+    else as soon as the bytes received pass the limit (the body is read up to the limit, then handed on)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
@@ -46,34 +46,24 @@ class UploadLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(send, int(declared), self.limit)
             return
-        received = 0
-        started = False
-
-        async def counting_receive() -> dict[str, Any]:
-            nonlocal received
+        messages, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge(received)
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                await _too_large(send, received, self.limit)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
 
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replayed() -> dict[str, Any]:
+            return next(replay, None) or await receive()
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge as exc:
-            if not started:
-                await _too_large(send, exc.size, self.limit)
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
+        await self.app(scope, replayed, send)
 
 
 async def _too_large(send: Any, size: int, limit: int) -> None:
@@ -112,6 +102,9 @@ def create_app(backends: Sequence[Any], settings: ServeSettings | None = None) -
     app = FastAPI(title="polygraft serve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predictions from models trained with polygraft. POST JSON text or multipart files to "
                               "/v1/models/{name}/predict.")
+
+    app.state.backends = models
+    app.state.batchers = batchers
 
     @app.exception_handler(RequestError)
     async def request_error(_: Request, exc: RequestError) -> JSONResponse:
