@@ -62,7 +62,12 @@ def test_ner_loads_with_auto_token_classification(tmp_path: Path, tiny_bert: dic
 
 
 def test_wav2vec2_classification_and_ctc_with_their_processors(tmp_path: Path, make_clip) -> None:
-    from transformers import AutoFeatureExtractor, AutoProcessor, Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification
+    from transformers import (
+        AutoFeatureExtractor,
+        AutoProcessor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2ForSequenceClassification,
+    )
 
     clips = [make_clip(0.6, 300.0), make_clip(0.3, 440.0)]
     waves = [c["audio"] for c in clips]
@@ -113,7 +118,7 @@ def test_whisper_encoder_as_whisper_for_audio_classification(tmp_path: Path, mak
     assert torch.allclose(logits, _logits(task, clips)["logits"], atol=1e-5, rtol=0)
     trimmed = polygraft.create_task("classification", backbone="whisper-encoder", label_names=["a", "b"],
                                     backbone_options={"preset": "test"})
-    with pytest.raises(ExportError, match="input_mode: padded, pooling: all.*--format onnx"):
+    with pytest.raises(ExportError, match=r"input_mode: padded, pooling: all.*--format onnx"):
         _export(trimmed, tmp_path / "trimmed")
     with pytest.raises(ConfigError, match="needs input_mode: padded"):
         polygraft.create_backbone("whisper-encoder", preset="test", pooling="all")
@@ -143,7 +148,7 @@ def test_timm_local_dir_loads_with_timm(tmp_path: Path) -> None:
 def test_no_native_class_points_to_onnx(tmp_path: Path, tiny_bert: dict) -> None:
     mean = polygraft.create_task("classification", backbone="bert", label_names=["a", "b"],
                                  backbone_options={**tiny_bert, "pooling": "mean"})
-    with pytest.raises(ExportError, match="pooling 'mean'.*--format onnx"):
+    with pytest.raises(ExportError, match=r"pooling 'mean'.*--format onnx"):
         _export(mean, tmp_path / "mean")
     detector = polygraft.create_task("detection", backbone="timm", label_names=["a"], backbone_options={
         "model_name": "test_resnet", "features": "maps", "image_size": 64})
@@ -153,5 +158,5 @@ def test_no_native_class_points_to_onnx(tmp_path: Path, tiny_bert: dict) -> None
         _export(detector, tmp_path / "det-timm", "timm")
     spectrogram = polygraft.create_task("classification", backbone="spectrogram", label_names=["a", "b"],
                                         backbone_options={"model_name": "test_resnet", "n_mels": 32})
-    with pytest.raises(ExportError, match="no native transformers class.*'spectrogram'.*--format onnx"):
+    with pytest.raises(ExportError, match=r"no native transformers class.*'spectrogram'.*--format onnx"):
         _export(spectrogram, tmp_path / "spec")

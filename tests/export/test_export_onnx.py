@@ -131,9 +131,9 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
         export_model(model_dir, "onxx")
     with pytest.raises(ExportError, match="--format onnx --quantize int8"):
         export_model(model_dir, "hf", quantize="int8")
-    with pytest.raises(ExportError, match="no native transformers class.*--format onnx"):
+    with pytest.raises(ExportError, match=r"no native transformers class.*--format onnx"):
         export_model(model_dir, "hf", tmp_path / "hf")
-    with pytest.raises(ExportError, match="--format timm holds timm image classifiers.*--format onnx"):
+    with pytest.raises(ExportError, match=r"--format timm holds timm image classifiers.*--format onnx"):
         export_model(model_dir, "timm", tmp_path / "timm")
     batch = collate(task, sample_examples(task))
     with pytest.raises(ExportError, match="only tensors"):

@@ -61,12 +61,17 @@ def weights_origin(config: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def _metrics_table(results: Mapping[str, Any]) -> str:
     rows = [(k, v) for k, v in sorted(results.items()) if isinstance(v, int | float) and not isinstance(v, bool)
-            and "/" in k]
+            and k.split("/")[0] in ("val", "test") and not k.endswith("truncated_examples")]
     if not rows:
         return "No measured metrics: the run has no results.json.\n"
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
               for key, value in rows]
+    training = {k.split("/")[1]: v for k, v in results.items() if k.startswith("train/") and k.split("/")[1] in
+                ("steps", "wall_time_s", "samples_per_s")}
+    if training:
+        lines.append("\nTraining: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in sorted(training.items())) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -65,7 +65,12 @@ def _copy_linear(target: torch.nn.Linear, source: torch.nn.Linear, scale: float 
 
 # -- text ------------------------------------------------------------------------------------------------------
 def _bert(task: Any, directory: Path) -> tuple[str, Callable[[list[dict[str, Any]]], torch.Tensor]]:
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
     backbone = task.backbone
     config = backbone.model.config

@@ -31,7 +31,14 @@ from typing import Any
 import torch
 
 from polygraft.errors import ExportError
-from polygraft.export.graph import ExportGraph, Signature, flatten_inputs, nest_inputs, nested_axes, signature_of
+from polygraft.export.graph import (
+    ExportGraph,
+    Signature,
+    flatten_inputs,
+    nest_inputs,
+    nested_axes,
+    signature_of,
+)
 from polygraft.export.samples import collate
 
 MODEL_FILE = "model.onnx"

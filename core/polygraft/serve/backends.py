@@ -105,18 +105,22 @@ class OnnxBackend(ModelBackend):
 
 
 def onnx_export_for(source: Path, *, int8: bool = False) -> Path:
-    """``RUN/exports/onnx[-int8]`` when it was exported from these very weights, else a fresh export there."""
+    """``RUN/exports/onnx[-int8]`` when it was exported from these very weights (an int8 export holds the fp32
+    graph too), else a fresh export there."""
     from polygraft.export import default_output, export_model, run_dir_of
     from polygraft.export.manifest import REPORT_FILE, read_json, sha256
     from polygraft.model_io import find_model_dir, weights_file
 
     run_dir = run_dir_of(source) or source
-    directory = default_output(run_dir, "onnx", "int8" if int8 else None)
     model_dir = find_model_dir(source)
     current = sha256(weights_file(model_dir)) if model_dir else None
-    if (directory / REPORT_FILE).is_file() and read_json(directory / REPORT_FILE).get("source_weights_sha256") == current:
-        return directory
-    return export_model(source, "onnx", directory, quantize="int8" if int8 else None).directory
+    quantized = default_output(run_dir, "onnx", "int8")
+    for directory in ([quantized] if int8 else [default_output(run_dir, "onnx"), quantized]):
+        if (directory / REPORT_FILE).is_file() and \
+                read_json(directory / REPORT_FILE).get("source_weights_sha256") == current:
+            return directory
+    target = quantized if int8 else default_output(run_dir, "onnx")
+    return export_model(source, "onnx", target, quantize="int8" if int8 else None).directory
 
 
 def load_backend(source: str | Path, *, name: str | None = None, backend: str = "pytorch", threads: int = 1,

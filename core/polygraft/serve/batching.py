@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,8 +109,6 @@ class MicroBatcher:
     async def close(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.worker
-            except asyncio.CancelledError:
-                pass
         self.executor.shutdown(wait=False, cancel_futures=True)

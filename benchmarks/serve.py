@@ -1,0 +1,180 @@
+"""``polygraft serve`` under load: N concurrent clients on loopback, with and without micro-batching, PyTorch and
+ONNX Runtime, for a text, an image and an audio model.
+
+For each backend (``pytorch``, ``onnx``) and each batching setting (``--max-batch 1``: one request at a time;
+``--max-batch 16 --max-wait-ms 10``), one ``polygraft serve`` process is started on a free 127.0.0.1 port serving
+every run given (one model thread each, ``--threads 1``). For each model, ``--clients`` asyncio clients (httpx)
+each send requests one after another (JSON text, or a multipart PNG / WAV made from the run's own test examples)
+until ``--seconds`` have passed or ``--max-requests`` were sent in all; the first ``--warmup`` requests are not
+counted. Printed: requests/s, latency p50 and p99, and the speed-up of micro-batching over batch-1 serving measured
+in the same run. The load is bounded in count and time and goes only to the loopback address.
+
+Run:
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/serve.py text=runs/sentiment image=runs/digits \\
+        audio=runs/spoken_digits_whisper --clients 16 --seconds 10 --json runs/serve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {"batch-1": ["--max-batch", "1"], "micro-batched": ["--max-batch", "16", "--max-wait-ms", "10"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _payloads(run: Path, count: int = 32) -> list[dict[str, Any]]:
+    """httpx request keyword arguments made from the run's test (else val) examples."""
+    import numpy as np
+
+    import polygraft
+    from polygraft.recipe import Recipe, load_split
+    from polygraft.run import RunDirectory
+
+    directory = RunDirectory(run, enabled=False)
+    recipe = Recipe.from_dict(directory.read_config(), where=str(directory.config_file))
+    data = load_split(recipe, "test" if "test" in recipe.data else "val", polygraft.build_catalog())
+    payloads = []
+    for index in range(min(count, len(data))):
+        example = data[index]
+        if "text" in example:
+            payloads.append({"json": {"text": example["text"]}})
+        elif "image" in example:
+            image = example["image"]
+            if isinstance(image, str | Path):
+                payloads.append({"files": {"file": (Path(image).name, Path(image).read_bytes())}})
+            else:
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="PNG")
+                payloads.append({"files": {"file": ("image.png", buffer.getvalue(), "image/png")}})
+        elif "audio" in example:
+            audio = example["audio"]
+            if isinstance(audio, str | Path):
+                payloads.append({"files": {"file": (Path(audio).name, Path(audio).read_bytes(), "audio/wav")}})
+            else:
+                import soundfile
+
+                buffer = io.BytesIO()
+                soundfile.write(buffer, np.asarray(audio, dtype=np.float32), int(example["sample_rate"]), format="WAV")
+                payloads.append({"files": {"file": ("clip.wav", buffer.getvalue(), "audio/wav")}})
+    return payloads
+
+
+async def _load(url: str, payloads: list[dict[str, Any]], *, clients: int, seconds: float, max_requests: int,
+                warmup: int) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
+        for payload in payloads[:warmup]:
+            (await client.post(url, **payload)).raise_for_status()
+        start = time.perf_counter()
+
+        async def worker(offset: int) -> None:
+            nonlocal errors, sent
+            index = offset
+            while time.perf_counter() - start < seconds and sent < max_requests:
+                sent += 1
+                began = time.perf_counter()
+                response = await client.post(url, **payloads[index % len(payloads)])
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - began)
+                else:
+                    errors += 1
+                index += clients
+
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        elapsed = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
+            "requests_per_s": len(latencies) / elapsed,
+            "p50_ms": 1000 * statistics.median(ordered) if ordered else None,
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else None}
+
+
+def _serve(models: list[str], backend: str, setting: list[str], port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        str(ROOT / p) for p in ("core", "plugins/text", "plugins/vision", "plugins/speech"))}
+    command = [sys.executable, "-m", "polygraft", "serve", *models, "--backend", backend, "--port", str(port),
+               "--threads", "1", *setting]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_healthy(port: int, process: subprocess.Popen[bytes], limit: float = 600) -> None:
+    import httpx
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"polygraft serve exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise RuntimeError("polygraft serve did not become healthy in time")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="NAME=RUN for each model (e.g. text=runs/sentiment)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0, help="time bound per model and setting")
+    parser.add_argument("--max-requests", type=int, default=2000, help="request bound per model and setting")
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--backends", default="pytorch,onnx")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    sys.path[:0] = [str(ROOT / p) for p in ("core", "plugins/text", "plugins/vision", "plugins/speech")]
+    payloads = {item.partition("=")[0]: _payloads(Path(item.partition("=")[2])) for item in args.models}
+    results = []
+    load = os.getloadavg()[0]
+    for backend in args.backends.split(","):
+        for setting, flags in SETTINGS.items():
+            port = _free_port()
+            process = _serve(args.models, backend, flags, port)
+            try:
+                _wait_healthy(port, process)
+                for name, requests in payloads.items():
+                    url = f"http://127.0.0.1:{port}/v1/models/{name}/predict"
+                    row = asyncio.run(_load(url, requests, clients=args.clients, seconds=args.seconds,
+                                            max_requests=args.max_requests, warmup=args.warmup))
+                    results.append({"model": name, "backend": backend, "setting": setting, **row})
+                    print(json.dumps(results[-1]), flush=True)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+    print(f"\nload average before {load:.2f}, after {os.getloadavg()[0]:.2f}; {args.clients} clients")
+    print("| model | backend | serving | requests/s | p50 ms | p99 ms | micro-batching speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for row in results:
+        base = next(r for r in results if r["model"] == row["model"] and r["backend"] == row["backend"]
+                    and r["setting"] == "batch-1")
+        speedup = row["requests_per_s"] / base["requests_per_s"] if base["requests_per_s"] else float("nan")
+        print(f"| {row['model']} | {row['backend']} | {row['setting']} | {row['requests_per_s']:.1f} | "
+              f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {speedup:.2f}x |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
