@@ -55,7 +55,7 @@ def _timed(run_batch: Any, batches: list[dict[str, Any]]) -> tuple[float, list[i
 def measure(run: Path, *, limit: int, batch_size: int, repeats: int) -> dict[str, Any]:
     import torch
 
-    from polygraft.export import export_model, load_task
+    from polygraft.export import load_task
     from polygraft.export.manifest import REPORT_FILE, read_json
     from polygraft.export.onnx_export import (
         INT8_FILE,
@@ -103,7 +103,6 @@ def measure(run: Path, *, limit: int, batch_size: int, repeats: int) -> dict[str
         row["speedup_vs_pytorch"] = row["examples_per_s"] / base
     sizes = {"fp32_mb": (directory / MODEL_FILE).stat().st_size / 2 ** 20,
              "int8_mb": (directory / INT8_FILE).stat().st_size / 2 ** 20}
-    del export_model
     return {"run": str(run), "examples": len(labels), "batch_size": batch_size, "repeats": repeats, **sizes,
             "backends": rows}
 

@@ -138,3 +138,61 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
     batch = collate(task, sample_examples(task))
     with pytest.raises(ExportError, match="only tensors"):
         signature_of(task, {**batch["inputs"], "names": ["a", "b"]})
+
+
+def test_nested_inputs_of_a_fusion_style_backbone_export_without_exporter_changes(tmp_path: Path) -> None:
+    """A backbone whose inputs are a dict of per-branch input dicts (what the fusion backbone will be) exports
+    through the same exporter: its graph inputs are named ``branch.key`` and each branch's axes stay its own."""
+    from torch import nn
+
+    from polygraft.builtin.toy import ToyBackbone, VectorPreprocessor
+    from polygraft.features import Features
+    from polygraft.interfaces import Backbone, Preprocessor
+
+    class TwoBranchPreprocessor(Preprocessor):
+        input_key = "x"
+
+        def __init__(self) -> None:
+            self.vector, self.sequence = VectorPreprocessor(3), VectorPreprocessor(2)
+
+        def __call__(self, example):
+            return {"dense": self.vector({"x": example["x"]}), "frames": self.sequence({"x": example["frames"]})}
+
+        def collate(self, items):
+            return {"dense": self.vector.collate([i["dense"] for i in items]),
+                    "frames": self.sequence.collate([i["frames"] for i in items])}
+
+    class TwoBranch(Backbone):
+        modality = "any"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense, self.frames = ToyBackbone(3, 8, 1), ToyBackbone(2, 8, 1)
+            self.feature_dim = 16
+            self._pre = TwoBranchPreprocessor()
+
+        @property
+        def preprocessor(self):
+            return self._pre
+
+        def forward(self, inputs):
+            return Features(pooled=torch.cat([self.dense(inputs["dense"]).pool(),
+                                              self.frames(inputs["frames"]).pool()], dim=-1))
+
+        def layer_groups(self) -> list[nn.Module]:
+            return [self.dense, self.frames]
+
+        def export_input_axes(self, inputs):
+            return {"dense": self.dense.export_input_axes(inputs["dense"]),
+                    "frames": {key: {1: "frames_" + name} for key, axes in
+                               self.frames.export_input_axes(inputs["frames"]).items() for name in axes.values()}}
+
+    torch.manual_seed(0)
+    task = polygraft.create_task("classification", backbone=TwoBranch(), label_names=["a", "b"]).eval()
+    examples = [{"x": [1.0, 2.0, 3.0], "frames": [[0.5, 1.0]] * 4}, {"x": [0.0, 1.0, 0.5], "frames": [[1.0, 0.0]] * 2},
+                {"x": [2.0, 0.0, 1.0], "frames": [[0.2, 0.1]] * 3}]
+    report = export_onnx(task, tmp_path, examples)
+    assert [(row["name"], row["shape"]) for row in report["inputs"]] == [
+        ("dense.x", ["batch", 3]), ("frames.x", ["batch", "frames_sequence", 2]),
+        ("frames.mask", ["batch", "frames_sequence"])]
+    _check_parity_rows(report)

@@ -51,6 +51,7 @@ def test_health_models_and_predictions(served: Any, png_bytes: bytes, wav_bytes:
                                                                      "audio/wav")}), 400, "cannot read 'notes.wav' as audio"),
     (lambda c: c.post("/v1/models/digits/predict", content=b"x", headers={"content-type": "text/csv"}), 415,
      "unsupported Content-Type"),
+    (lambda c: c.post("/v1/models/digits/predict", json={"image": "/etc/hostname"}), 415, "upload the file"),
     (lambda c: c.post("/v1/models/digits/predict", files={"file": ("big.png", b"\0" * (101 * 2 ** 20), "image/png")}),
      413, "above the server's limit"),
 ])

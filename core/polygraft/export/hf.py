@@ -21,6 +21,7 @@ sample inputs (max |diff| ≤ 1e-5), so a directory that would not load or not a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ def _copy_linear(target: torch.nn.Linear, source: torch.nn.Linear, scale: float 
 
 # -- text ------------------------------------------------------------------------------------------------------
 def _bert(task: Any, directory: Path) -> tuple[str, Callable[[list[dict[str, Any]]], torch.Tensor]]:
+    import transformers
     from transformers import (
         AutoConfig,
         AutoModelForSequenceClassification,
@@ -99,7 +101,7 @@ def _bert(task: Any, directory: Path) -> tuple[str, Callable[[list[dict[str, Any
     tokenizer = backbone.preprocessor.tokenizer
     tokenizer.model_max_length = backbone.preprocessor.max_length
     tokenizer.save_pretrained(str(directory))
-    model_class = getattr(__import__("transformers", fromlist=[auto]), auto)
+    model_class = getattr(transformers, auto)
 
     def run(examples: list[dict[str, Any]]) -> torch.Tensor:
         loaded = model_class.from_pretrained(str(directory)).eval()
@@ -135,7 +137,7 @@ def _wav2vec2(task: Any, directory: Path) -> tuple[str, Callable[[list[dict[str,
         if "|" in labels:
             raise _no_native_class(task, "the vocabulary holds '|', the CTC tokenizer's word delimiter")
         vocab = {("|" if name == " " else name): index for index, name in enumerate(labels)}
-        (directory / "vocab.json").write_text(__import__("json").dumps(vocab, ensure_ascii=False))
+        (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
         tokenizer = transformers.Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), unk_token="<unk>",
                                                       pad_token="<blank>", word_delimiter_token="|", bos_token=None,
                                                       eos_token=None, do_lower_case=False)

@@ -69,6 +69,9 @@ async def read_examples(request: Any, backend: Any, limit: int) -> list[dict[str
 
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
+        if backend.input_kind in ("image", "audio"):  # a JSON string would name a file on the server: never opened
+            raise RequestError(415, f"this model reads {backend.input_kind}: upload the file as multipart/form-data "
+                                    "under 'file' (curl -F file=@clip.wav)", kind="unsupported_media_type")
         raw = await request.body()
         if not raw.strip():
             raise RequestError(400, "empty body: send JSON such as {\"" + backend.input_key + "\": ...}",
