@@ -40,7 +40,15 @@ def server(tmp_path: Path, tiny_bert: dict[str, Any]) -> Any:
     tasks = {"reviews": polygraft.create_task("classification", backbone="bert", label_names=["rotten", "fresh"],
                                               backbone_options=tiny_bert),
              "digits": polygraft.create_task("classification", backbone="timm", label_names=list("0123456789"),
-                                             backbone_options={"model_name": "test_resnet", "image_size": 32})}
+                                             backbone_options={"model_name": "test_resnet", "image_size": 32}),
+             "shapes": polygraft.create_task("detection", backbone="timm", label_names=["circle", "square"],
+                                             backbone_options={"model_name": "test_resnet", "features": "maps",
+                                                               "image_size": 64}, score_thresh=0.01),
+             "asr": polygraft.create_task("ctc", backbone="wav2vec2", label_names=["<blank>", "<unk>", " ", "o"],
+                                          backbone_options={"size": "tiny"})}
+    with torch.no_grad():  # boxes scored above the page's 0.3 and a CTC head that says something
+        tasks["shapes"].head.detector.head.classification_head.cls_logits.bias.fill_(4.0)
+        tasks["asr"].head.linear.bias.copy_(torch.tensor([0.0, -9.0, -9.0, 3.0]))
     backends = [load_backend(save_model(task, tmp_path / name), name=name) for name, task in tasks.items()]
     port = _free_port()
     config = uvicorn.Config(create_app(backends, ServeSettings(port=port)), host="127.0.0.1", port=port,
@@ -57,7 +65,7 @@ def server(tmp_path: Path, tiny_bert: dict[str, Any]) -> Any:
     thread.join(timeout=10)
 
 
-def test_page_predicts_text_and_an_uploaded_image(server: str, tmp_path: Path) -> None:
+def test_page_predicts_text_and_an_uploaded_image(server: str, tmp_path: Path, wav_bytes: bytes) -> None:
     if CHROMIUM is None:
         pytest.skip("no Chromium on this machine: apt-get install chromium (make system-deps installs it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup)")
@@ -70,7 +78,8 @@ def test_page_predicts_text_and_an_uploaded_image(server: str, tmp_path: Path) -
         try:
             page = browser.new_page()
             outside: list[str] = []
-            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server) else None)
+            local = (server, "blob:" + server, "data:")  # the page's own URLs (a blob: is the uploaded image)
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(local) else None)
             page.goto(server + "/")
             page.wait_for_selector("body[data-ready=true]", timeout=15000)
             page.select_option("#model", "reviews")
@@ -98,6 +107,21 @@ def test_page_predicts_text_and_an_uploaded_image(server: str, tmp_path: Path) -
             page.click("#predict")
             page.wait_for_selector("#result[data-state=error]", timeout=15000)
             assert "cannot read 'notes.png' as image" in page.inner_text("#result .error")
+
+            page.select_option("#model", "shapes")  # detection: boxes drawn over the uploaded image
+            page.set_input_files("#file", str(image))
+            page.click("#predict")
+            page.wait_for_function("document.querySelector('#result .detections') !== null && "
+                                   "!document.querySelector('#canvas').hidden", timeout=15000)
+            assert int(page.inner_text("#result .detections").split(" ")[0]) > 0
+            assert page.evaluate("document.querySelector('#canvas').width") == 28
+
+            (tmp_path / "clip.wav").write_bytes(wav_bytes)  # CTC: the transcript
+            page.select_option("#model", "asr")
+            page.set_input_files("#file", str(tmp_path / "clip.wav"))
+            page.click("#predict")
+            page.wait_for_selector("#result .transcript", timeout=15000)
+            assert set(page.inner_text("#result .transcript")) == {"o"}
             assert outside == []  # the page asked nothing of any other host (no CDN, no analytics)
         finally:
             browser.close()
