@@ -115,9 +115,12 @@ def onnx_export_for(source: Path, *, int8: bool = False) -> Path:
     model_dir = find_model_dir(source)
     current = sha256(weights_file(model_dir)) if model_dir else None
     quantized = default_output(run_dir, "onnx", "int8")
+    from polygraft.export.onnx_export import INT8_METHOD
+
     for directory in ([quantized] if int8 else [default_output(run_dir, "onnx"), quantized]):
-        if (directory / REPORT_FILE).is_file() and \
-                read_json(directory / REPORT_FILE).get("source_weights_sha256") == current:
+        report = read_json(directory / REPORT_FILE) if (directory / REPORT_FILE).is_file() else {}
+        same_int8 = not int8 or report.get("int8", {}).get("method") == INT8_METHOD
+        if report.get("source_weights_sha256") == current and same_int8:
             return directory
     target = quantized if int8 else default_output(run_dir, "onnx")
     return export_model(source, "onnx", target, quantize="int8" if int8 else None).directory
