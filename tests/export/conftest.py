@@ -60,28 +60,37 @@ def same_predictions() -> Any:
     return lambda a, b: rounded(a) == rounded(b)
 
 
-@pytest.fixture
-def served(tmp_path: Path, tiny_bert: dict[str, Any]) -> Any:
-    """``served(**settings)`` → a TestClient over a text, an image and an audio model (tiny, random)."""
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A text, an image and an audio model (tiny, random), saved once for every serve test."""
     import torch
-    from fastapi.testclient import TestClient
 
     import polygraft
     from polygraft.model_io import save_model
-    from polygraft.serve.app import create_app
-    from polygraft.serve.backends import load_backend
-    from polygraft.serve.settings import ServeSettings
 
+    root = tmp_path_factory.mktemp("served")
     torch.manual_seed(0)
     tasks = {
         "sentiment": polygraft.create_task("classification", backbone="bert", label_names=["neg", "pos"],
-                                           backbone_options=tiny_bert),
+                                           backbone_options=bert_options(root)),
         "digits": polygraft.create_task("classification", backbone="timm", label_names=[str(i) for i in range(10)],
                                         backbone_options={"model_name": "test_resnet", "image_size": 32}),
         "spoken": polygraft.create_task("classification", backbone="wav2vec2", label_names=["yes", "no"],
                                         backbone_options={"size": "tiny"}),
     }
-    dirs = {name: save_model(task, tmp_path / name) for name, task in tasks.items()}
+    return {name: save_model(task, root / name) for name, task in tasks.items()}
+
+
+@pytest.fixture
+def served(served_models: dict[str, Path]) -> Any:
+    """``served(backend="pytorch", only=(), **settings)`` → a TestClient over the served models."""
+    from fastapi.testclient import TestClient
+
+    from polygraft.serve.app import create_app
+    from polygraft.serve.backends import load_backend
+    from polygraft.serve.settings import ServeSettings
+
+    dirs = served_models
     clients = []
 
     def make(backend: str = "pytorch", only: tuple[str, ...] = (), **settings: Any) -> Any:

@@ -124,3 +124,21 @@ def test_onnx_backend_answers_as_pytorch(served: Any, png_bytes: bytes) -> None:
         for a, b in zip(want["predictions"], got["predictions"]):
             assert a["label"] == b["label"]
             assert all(abs(a["probabilities"][k] - b["probabilities"][k]) < 1e-4 for k in a["probabilities"])
+
+
+def test_cli_serve_wires_runs_and_flags(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import polygraft
+    from polygraft.cli import main
+    from polygraft.model_io import save_model
+    from polygraft.serve import app as app_module
+
+    task = polygraft.create_task("classification", backbone="toy", num_classes=2, backbone_options={"in_features": 2})
+    first, second = save_model(task, tmp_path / "a" / "model"), save_model(task, tmp_path / "b" / "model")
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(app_module, "run_server", lambda backends, settings: seen.update(b=backends, s=settings))
+    assert main(["serve", str(first), f"other={second}", "--max-batch", "4", "--max-wait-ms", "2", "--timeout", "3",
+                 "--max-upload-mb", "1.5", "--port", "0"]) == 0
+    assert [b.name for b in seen["b"]] == ["a", "other"] and seen["s"].host == "127.0.0.1"
+    assert (seen["s"].max_batch, seen["s"].max_wait_ms, seen["s"].timeout_s, seen["s"].max_upload_bytes) == \
+        (4, 2.0, 3.0, int(1.5 * 2 ** 20))
+    assert main(["serve", str(first), str(tmp_path / "a")]) == 2  # both would be called 'a': refused, with advice
