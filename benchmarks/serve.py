@@ -76,6 +76,14 @@ def _payloads(run: Path, count: int = 32) -> list[dict[str, Any]]:
     return payloads
 
 
+async def _counts(client: Any, url: str) -> tuple[int, int]:
+    """(batches, examples) the server has run for the model at ``url`` so far."""
+    name = url.rstrip("/").split("/")[-2]
+    models = (await client.get(url.split("/v1/")[0] + "/v1/models")).json()["models"]
+    row = next(m for m in models if m["name"] == name)
+    return int(row["batches"]), int(row["examples"])
+
+
 async def _load(url: str, payloads: list[dict[str, Any]], *, clients: int, seconds: float, max_requests: int,
                 warmup: int) -> dict[str, Any]:
     import httpx
@@ -101,10 +109,14 @@ async def _load(url: str, payloads: list[dict[str, Any]], *, clients: int, secon
                     errors += 1
                 index += clients
 
+        before = await _counts(client, url)
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.perf_counter() - start
+        after = await _counts(client, url)
     ordered = sorted(latencies)
+    batches = after[0] - before[0]
     return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
+            "mean_batch": (after[1] - before[1]) / batches if batches else None,
             "requests_per_s": len(latencies) / elapsed,
             "p50_ms": 1000 * statistics.median(ordered) if ordered else None,
             "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else None}
@@ -163,14 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                 process.terminate()
                 process.wait(timeout=30)
     print(f"\nload average before {load:.2f}, after {os.getloadavg()[0]:.2f}; {args.clients} clients")
-    print("| model | backend | serving | requests/s | p50 ms | p99 ms | micro-batching speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | backend | serving | requests/s | p50 ms | p99 ms | mean batch | micro-batching speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in results:
         base = next(r for r in results if r["model"] == row["model"] and r["backend"] == row["backend"]
                     and r["setting"] == "batch-1")
         speedup = row["requests_per_s"] / base["requests_per_s"] if base["requests_per_s"] else float("nan")
         print(f"| {row['model']} | {row['backend']} | {row['setting']} | {row['requests_per_s']:.1f} | "
-              f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {speedup:.2f}x |")
+              f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['mean_batch'] or 0:.1f} | {speedup:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

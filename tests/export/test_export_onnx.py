@@ -133,6 +133,11 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
         export_model(model_dir, "hf", quantize="int8")
     with pytest.raises(ExportError, match=r"no native transformers class.*--format onnx"):
         export_model(model_dir, "hf", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists() and not list(tmp_path.glob(".hf*"))  # a failed export leaves nothing
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not an earlier polygraft export"):
+        export_model(model_dir, "onnx", tmp_path / "mine")
     with pytest.raises(ExportError, match=r"--format timm holds timm image classifiers.*--format onnx"):
         export_model(model_dir, "timm", tmp_path / "timm")
     batch = collate(task, sample_examples(task))

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,37 @@ def export_model(source: str | Path, export_format: str = "onnx", output: str | 
     task = load_task(source).eval()
     run_dir = run_dir_of(source)
     directory = Path(output) if output is not None else default_output(run_dir or source, export_format, quantize)
-    directory.mkdir(parents=True, exist_ok=True)
+    _check_target(directory)
     samples = list(examples) if examples is not None else sample_examples(task, run_dir)
+    # written to a staging folder and moved into place once every check passed: a failed export leaves nothing
+    staging = directory.parent / f".{directory.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        report = _export_to(staging, task, export_format, samples, quantize, source, run_dir)
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(directory, export_format, report)
+
+
+def _check_target(directory: Path) -> None:
+    """An existing output folder is replaced only when it holds an earlier export (never someone's other files)."""
+    from polygraft.export.manifest import REPORT_FILE
+
+    if directory.exists() and (not directory.is_dir() or (any(directory.iterdir())
+                                                          and not (directory / REPORT_FILE).is_file())):
+        raise ExportError(f"{directory} exists and is not an earlier polygraft export (no {REPORT_FILE}); choose an "
+                          "empty or new --output folder")
+
+
+def _export_to(directory: Path, task: Any, export_format: str, samples: Sequence[Mapping[str, Any]],
+               quantize: str | None, source: str | Path, run_dir: Path | None) -> dict[str, Any]:
+    from polygraft.export.card import write_card
+    from polygraft.export.manifest import sha256, write_report
+    from polygraft.model_io import find_model_dir, weights_file
+
     if export_format == "onnx":
         report = _export_onnx(task, directory, samples, quantize)
         auto = ""
@@ -107,17 +137,13 @@ def export_model(source: str | Path, export_format: str = "onnx", output: str | 
 
         report = export_timm(task, directory, samples)
         auto = ""
-    from polygraft.export.card import write_card
-    from polygraft.export.manifest import sha256, write_report
-    from polygraft.model_io import find_model_dir, weights_file
-
     model_dir = find_model_dir(source)
     report = {"format": export_format, "source": str(Path(source).resolve()), "task": task.spec_name,
               "backbone": task.backbone.spec_name,
               "source_weights_sha256": sha256(weights_file(model_dir)) if model_dir else None, **report}
     write_report(directory, report)
     write_card(directory, task, run_dir, export_format, report, auto_class=auto)
-    return ExportResult(directory, export_format, report)
+    return report
 
 
 def _export_onnx(task: Any, directory: Path, samples: Sequence[Mapping[str, Any]],

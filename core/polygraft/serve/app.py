@@ -116,7 +116,8 @@ def create_app(backends: Sequence[Any], settings: ServeSettings | None = None) -
 
     @app.get("/v1/models", summary="The models served, with their task, input kind and labels")
     async def list_models() -> dict[str, Any]:
-        return {"models": [dict(backend.describe(), batches=batchers[name].batches if name in batchers else 0)
+        return {"models": [dict(backend.describe(), batches=batchers[name].batches if name in batchers else 0,
+                                examples=batchers[name].examples if name in batchers else 0)
                            for name, backend in models.items()]}
 
     @app.post("/v1/models/{name}/predict", summary="Predict: JSON {input_key: value} / {inputs: [...]}, or "
