@@ -145,6 +145,43 @@ def _wait_healthy(port: int, process: subprocess.Popen[bytes], limit: float = 60
     raise RuntimeError("polygraft serve did not become healthy in time")
 
 
+def model_side(models: list[str], repeats: int) -> None:
+    """Prepare time per request and model time per example at batch 1 and 16, PyTorch and ONNX Runtime."""
+    import torch
+
+    from polygraft.serve.backends import load_backend
+    from polygraft.serve.requests import read_upload
+
+    torch.set_num_threads(1)
+    print("| model | backend | prepare ms/request | model ms/example, batch 1 | batch 16 | batching gain |")
+    print("|---|---|---|---|---|---|")
+    for item in models:
+        name, _, run = item.partition("=")
+        request = _payloads(Path(run), 1)[0]
+        for kind in ("pytorch", "onnx"):
+            backend = load_backend(run, backend=kind)
+            start = time.perf_counter()
+            if "json" in request:
+                items = [backend.prepare(request["json"]) for _ in range(16)]
+            else:
+                filename, data = request["files"]["file"][:2]
+                items = [backend.prepare(read_upload(backend, data, filename)) for _ in range(16)]
+            prepare = (time.perf_counter() - start) / 16
+            backend.predict(items[:2])
+            single, batched = [], []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for index in range(16):
+                    backend.predict(items[index:index + 1])
+                single.append((time.perf_counter() - start) / 16)
+                start = time.perf_counter()
+                backend.predict(items)
+                batched.append((time.perf_counter() - start) / 16)
+            one, many = statistics.mean(single), statistics.mean(batched)
+            print(f"| {name} | {kind} | {1000 * prepare:.1f} | {1000 * one:.1f} | {1000 * many:.1f} | {one / many:.2f}x |",
+                  flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="NAME=RUN for each model (e.g. text=runs/sentiment)")
@@ -154,8 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--backends", default="pytorch,onnx")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model-side", action="store_true", help="measure batching inside the model only (no HTTP)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --model-side")
     args = parser.parse_args(argv)
     sys.path[:0] = [str(ROOT / p) for p in ("core", "plugins/text", "plugins/vision", "plugins/speech")]
+    if args.model_side:
+        print(f"load average {os.getloadavg()[0]:.2f}; 1 thread")
+        model_side(args.models, args.repeats)
+        return 0
     payloads = {item.partition("=")[0]: _payloads(Path(item.partition("=")[2])) for item in args.models}
     results = []
     load = os.getloadavg()[0]
