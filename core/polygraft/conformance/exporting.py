@@ -56,6 +56,17 @@ def _export_and_compare(task: Any, examples: Sequence[Mapping[str, Any]]) -> Non
             f"{str(got)[:160]} vs {str(expected)[:160]}")
 
 
+def run_queued_exports(queue: Sequence[tuple[Any, Sequence[Mapping[str, Any]], str]], report: Report) -> None:
+    """The queued export checks, once every other check passed (an export takes seconds, and a plugin with
+    failures has those to fix first); otherwise each is reported as a warning saying so."""
+    for task, examples, component in queue:
+        if report.passed:
+            check_exports_to_onnx(task, examples, report, component)
+        else:
+            report.warn(component, CHECK, "not run: fix the failures above first (the export check runs once "
+                                          "every other check passes)")
+
+
 def check_exports_to_onnx(task: Any, examples: Sequence[Mapping[str, Any]], report: Report, component: str) -> None:
     """Record the export check of ``task`` (built on the backbone being checked) in ``report``."""
     steps = Steps(report, component)

@@ -162,7 +162,8 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
         check_installed_names: warn about names the plugin shares with installed plugins.
         options_only: check only components named in ``options`` (and their pairs), for a quick test.
         check_export: export each backbone (its first set of options) inside the classification task to ONNX and
-            compare ONNX Runtime with PyTorch (see :mod:`polygraft.conformance.exporting`).
+            compare ONNX Runtime with PyTorch (see :mod:`polygraft.conformance.exporting`); it runs last, once every
+            other check passed.
     """
     from polygraft.plugins import build_catalog
 
@@ -180,6 +181,7 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
     owners = {distribution for _, _, distribution, _ in resolved}
     _check_keys(report, catalog, owners, options=options, examples=examples, pairs=pairs, skip=skip)
     checked_backbones: dict[str, tuple[Any, list[dict[str, Any]], dict[str, Any]]] = {}
+    exports: list[Any] = []  # export checks run last, once everything else passed
     sources: dict[str, Any] = {}
     for kind in KIND_ORDER:
         for entry in catalog.registry(kind).all_entries():
@@ -198,7 +200,8 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                     bool(s.input_key), f"ModalitySpec {s.name!r} needs input_key= (the raw example key its "
                                        "preprocessors read, e.g. 'x')"))
             elif kind == "backbone":
-                _check_backbone(catalog, report, name, options, examples, checked_backbones, check_export)
+                _check_backbone(catalog, report, name, options, examples, checked_backbones,
+                                exports if check_export else None)
             elif kind == "dataset":
                 for index, opts in enumerate(_option_sets(options, kind, name)):
                     partner = next(((n, b[0]) for n, b in checked_backbones.items()
@@ -215,6 +218,9 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                       backbones=checked_backbones, sources=sources)
             else:
                 check_simple(catalog, kind, name, _option_sets(options, kind, name)[0], report)
+    from polygraft.conformance.exporting import run_queued_exports
+
+    run_queued_exports(exports, report)
     if raise_on_failure:
         report.raise_for_failures()
     return report
@@ -239,7 +245,7 @@ def _check_keys(report: Report, catalog: Catalog, owners: set[str], **tables: An
 
 
 def _check_backbone(catalog: Catalog, report: Report, name: str, options: Mapping[str, Any] | None,
-                    examples: Any, checked: dict[str, Any], check_export: bool = True) -> None:
+                    examples: Any, checked: dict[str, Any], exports: list[Any] | None = None) -> None:
     sets = _option_sets(options, "backbone", name)
     own_examples = lookup(examples, "backbone", name) if isinstance(examples, Mapping) else examples
     for index, opts in enumerate(sets):
@@ -249,5 +255,5 @@ def _check_backbone(catalog: Catalog, report: Report, name: str, options: Mappin
             continue
         backbone, used = result
         checked.setdefault(name, (backbone, used, opts))
-        classification_step(catalog, name, opts, used, report, component=label,
-                            check_export=check_export and index == 0)  # one export per backbone: it takes seconds
+        classification_step(catalog, name, opts, used, report, component=label,  # one export per backbone
+                            check_export=exports is not None and index == 0, export_queue=exports)
