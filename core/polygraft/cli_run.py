@@ -133,10 +133,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if fields:
         examples.append(pre.read_fields(fields))
         shown.append({name: _short(value) for name, value in fields.items()})
-    results = [{"input": given, **prediction} for given, prediction in zip(shown, task.predict_examples(examples))]
-    if args.draw:
-        for example, result in zip(examples, results):
-            task.draw_predictions(example, result, args.draw)
+    predictions = task.predict_examples(examples)
+    if len(predictions) == len(examples):  # one answer per input (the default)
+        results = [{"input": given, **prediction} for given, prediction in zip(shown, predictions)]
+        if args.draw:
+            for example, result in zip(examples, results):
+                task.draw_predictions(example, result, args.draw)
+    else:  # answers about several inputs at once (verification pairs) name their inputs themselves
+        results = list(predictions)
+        if args.draw:
+            raise ConfigError(f"task {task.spec_name!r} answers about several inputs at once and draws nothing; "
+                              "drop --draw")
     if args.json:
         print(json.dumps(results, indent=2))  # always a list, one entry per prediction
     else:
@@ -150,6 +157,14 @@ def _human(result: dict[str, Any]) -> str:
         top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
+    if "same_identity" in result:
+        verdict = {True: "same identity", False: "different identities", None: "no threshold saved"}
+        threshold = "none" if result["threshold"] is None else f"{result['threshold']:.4f}"
+        return (f"{result['reference']} vs {result['input']}: {verdict[result['same_identity']]} "
+                f"(score {result['score']:.4f}, threshold {threshold} chosen on validation)")
+    if "pixel_fractions" in result:
+        shown = ", ".join(f"{name} {share:.1%}" for name, share in result["pixel_fractions"].items())
+        return f"{result['input']}: {shown} (masks: --json)"
     return json.dumps(result)
 
 
@@ -232,7 +247,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--field", action="append", metavar="NAME=VALUE",
                    help="one example made of named fields (question and context, an image and a text...)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
+    p.add_argument("--draw", metavar="OUT.png", help="render the prediction onto the image (detections, mask overlay)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from polygraft.interfaces import StepOutput, TrainerView
 
 MODES = ("min", "max")
-LOWER_IS_BETTER = ("loss", "wer", "cer", "perplexity", "error")
+LOWER_IS_BETTER = ("loss", "wer", "cer", "perplexity", "error", "eer")
 
 
 def infer_mode(monitor: str) -> str:

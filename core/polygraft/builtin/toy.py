@@ -90,6 +90,12 @@ class ToyBackbone(Backbone):
     def layer_groups(self) -> list[nn.Module]:
         return [self.stem, *self.blocks]
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: sequences of vectors vary in length; single vectors do not."""
+        if inputs["x"].dim() == 3:
+            return {"x": {1: "sequence"}, "mask": {1: "sequence"}}
+        return {}
+
 
 def create_toy_backbone(*, weights: str | None = None, in_features: int = 8, hidden: int = 16,
                         depth: int = 2) -> ToyBackbone:

@@ -106,6 +106,16 @@ class Backbone(nn.Module):
                                     f"{tuple(fmap.shape)}")
         return problems
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the axes of each input tensor that vary besides the batch (axis 0), named, for a sample of
+        collated ``inputs``: ``{"input_ids": {1: "sequence"}, "attention_mask": {1: "sequence"}}``. Tensors
+        that share a name share a size. Nested inputs (a fusion backbone's ``{"text": {...}, "image": {...}}``)
+        get a nested answer of the same shape, each branch asking its own backbone (prefix branch names to keep
+        two branches' axes apart). Tensors left out have a dynamic batch and fixed other sizes; the default
+        leaves every tensor out (fixed-size images, vectors). See docs/writing-plugins.md, "Export".
+        """
+        return {}
+
     def describe(self) -> dict[str, Any]:
         return {
             "backbone": self.spec_name or type(self).__name__,

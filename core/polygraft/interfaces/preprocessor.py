@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -115,6 +116,11 @@ class Preprocessor:
         if self.input_key in fields:
             example.update(self.read_input(fields[self.input_key]))
         return example
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """Export: write the files a runtime needs besides :meth:`describe`'s settings (a tokenizer's files...)
+        into ``directory`` and return their names. Default: none (the settings are the whole preprocessing)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings (shown to people and saved in the run directory)."""

@@ -98,6 +98,24 @@ class Task(TrainingModule):
                 return str(origin) if origin else None
         return None
 
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the named tensors the exported graph returns for a batch's ``inputs`` (eval mode, no
+        targets), e.g. ``{"logits": (B, C)}``. Batch first; everything after it is derived from the inputs, so
+        the exporter traces this method. Tasks that export override it together with
+        :meth:`predictions_from_outputs`."""
+        from polygraft.errors import ExportError
+
+        raise ExportError(f"task {self.spec_name or type(self).__name__!r} declares no export outputs: implement "
+                          "Task.export_outputs (and predictions_from_outputs); see docs/writing-plugins.md, 'Export'")
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What :meth:`predict` returns, from :meth:`export_outputs`' tensors (PyTorch's or an ONNX runtime's,
+        as torch tensors) and the batch's ``meta``: so a served ONNX model answers as the PyTorch one does."""
+        from polygraft.errors import ExportError
+
+        raise ExportError(f"task {self.spec_name or type(self).__name__!r} cannot decode exported outputs: "
+                          "implement Task.predictions_from_outputs")
+
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN input --draw out.png``: render a prediction; tasks that can draw override it."""
         raise ConfigError(f"task {self.spec_name!r} cannot draw its predictions; drop --draw")

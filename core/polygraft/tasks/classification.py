@@ -135,9 +135,16 @@ class ClassificationTask(Task):
         self.metrics.reset()
         self.confusion.reset()
 
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, classes)}``: what an exported graph returns (softmax them for probabilities)."""
+        return {"logits": self.head(self.backbone(inputs))}
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
-        probabilities = torch.softmax(self.head(self.backbone(batch["inputs"])).float(), dim=-1)
+        return self.predictions_from_outputs(self.export_outputs(batch["inputs"]), batch)
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        probabilities = torch.softmax(torch.as_tensor(outputs["logits"]).float(), dim=-1)
         results = []
         for row in probabilities:
             best = int(row.argmax())

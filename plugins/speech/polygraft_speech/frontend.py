@@ -68,6 +68,11 @@ class AudioFrontEnd(Preprocessor):
             wave = wave[: self.max_samples]
         return wave, truncated
 
+    def waveform(self, example: Mapping[str, Any]) -> torch.Tensor:
+        """The example's mono waveform at ``sample_rate``, cut at the model's limit (what the features are made
+        from; exporters feed it to other libraries' feature extractors)."""
+        return self.cut_waveform(example)[0]
+
     def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``truncated``: (B,) bool, clips longer than the model's limit that were cut."""
         return {"truncated": torch.tensor([bool(item["truncated"]) for item in items])}

@@ -199,6 +199,10 @@ class SpectrogramBackbone(Backbone):
     def forward(self, inputs: Mapping[str, Any]) -> Features:
         return self.image({"pixel_values": inputs["pixel_values"]})
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the log-mel image's width follows the clip's duration (``frames``)."""
+        return {"pixel_values": {3: "frames"}}
+
     def layer_groups(self) -> list[nn.Module]:
         """The image backbone's groups (the mel front end has no parameters)."""
         return self.image.layer_groups()

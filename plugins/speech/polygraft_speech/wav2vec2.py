@@ -151,6 +151,10 @@ class Wav2Vec2Backbone(Backbone):
         layers[-1].extend(tail)
         return [nn.ModuleList(first), *layers]
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: clips vary in length (``samples``)."""
+        return {key: {1: "samples"} for key in ("input_values", "attention_mask") if key in inputs}
+
     def export(self, directory: Path) -> dict[str, Any]:
         """Save the HF config (``config.json``) into ``directory``; the options rebuild this architecture there."""
         directory = Path(directory)

@@ -23,8 +23,9 @@ def test_every_speech_component_conforms(tmp_path: Path, write_clip, tiny_digits
         "audio-manifest": {"path": str(tmp_path / "manifest.csv")},
         "spoken-digits": digits,
         "spoken-digit-strings": {**digits, "clips_per_voice": 3},
+        "spoken-speakers": digits,
     }, pairs={"objective:wav2vec2": "wav2vec2"})
     checked = {result.component.split(" {")[0] for result in report.results}
-    assert {"backbone 'wav2vec2'", "backbone 'spectrogram'", "dataset 'spoken-digits'",
+    assert {"backbone 'wav2vec2'", "backbone 'spectrogram'", "dataset 'spoken-digits'", "dataset 'spoken-speakers'",
             "weights 'whisper-tiny-en'"} <= checked
     assert any(c.startswith("objective 'wav2vec2' on backbone 'wav2vec2'") for c in checked)

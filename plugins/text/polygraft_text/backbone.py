@@ -174,6 +174,10 @@ class BertBackbone(Backbone):
         embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
         return [embeddings, *_encoder_layers(self.model)]
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: every token tensor varies in length (``sequence``)."""
+        return {key: {1: "sequence"} for key in ("input_ids", "attention_mask", "token_type_ids") if key in inputs}
+
     def export(self, directory: Path) -> dict[str, Any]:
         """Save the HF config and tokenizer into ``directory``; rebuild options point there (random init)."""
         directory = Path(directory)

@@ -33,6 +33,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -210,6 +211,13 @@ class TextPreprocessor(Preprocessor):
             "padding": "dynamic (longest in batch)",
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
         }
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """The tokenizer's files (``tokenizer.json``, its config and vocabulary), as ``save_pretrained`` writes them."""
+        directory.mkdir(parents=True, exist_ok=True)
+        before = set(directory.iterdir())
+        self.tokenizer.save_pretrained(str(directory))
+        return sorted(path.name for path in set(directory.iterdir()) - before)
 
     def fingerprint(self) -> str:
         """Every setting that changes the tokens: the tokenizer's full definition (vocabulary, normaliser,

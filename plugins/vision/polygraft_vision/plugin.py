@@ -58,6 +58,16 @@ def polygraft_register_datasets(register: Register) -> None:
     ):
         register(DatasetSpec(name=name, factory=f"{_PKG}.datasets:{factory}", modality="vision",
                              target=target, description=description))
+    for name, factory, description in (
+        ("segmentation-folder", "masks:create_segmentation_folder",
+         "Images with mask PNGs of class indices: PASCAL VOC layout, or images/ + masks/ folders (path=...)."),
+        ("coco-segmentation", "coco_masks:create_coco_segmentation",
+         "COCO instances JSON (polygons or RLE, pycocotools) as semantic masks (annotations=..., images=...)."),
+        ("synthetic-shapes-segmentation", "shapes_masks:create_synthetic_shapes_segmentation",
+         "Generated scenes of shapes with exact masks (mask PNGs + COCO RLE), written into a cache dir."),
+    ):
+        register(DatasetSpec(name=name, factory=f"{_PKG}.{factory}", modality="vision", target="mask",
+                             description=description))
 
 
 @hookimpl
