@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM)
+FORWARDED: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 POLL_S = 0.2
 
 
