@@ -83,7 +83,10 @@ def test_deletion_and_randomisation(shapes_model) -> None:  # type: ignore[no-un
                 drops["random"].append(drop["drop_random"])
     assert np.mean(drops["top"]) > np.mean(drops["random"])
     for method, values in correlations.items():
-        assert np.mean(values) < 0.3, f"{method}: rank correlation {np.mean(values):.2f} after re-initialising"
+        # NaN: the randomised map is constant (Grad-CAM's ReLU can leave nothing of a random network), undefined
+        defined = [v for v in values if np.isfinite(v)]
+        assert len(defined) >= len(values) // 2, f"{method}: {len(values) - len(defined)} constant maps"
+        assert np.mean(defined) < 0.3, f"{method}: rank correlation {np.mean(defined):.2f} after re-initialising"
 
 
 def test_png_overlay_and_method_errors(shapes_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -30,6 +30,7 @@ BATCH = 16  # occluded copies per forward pass
 def windows(shape: tuple[int, ...], kind: str, frame_size: int | None = None) -> tuple[tuple[int, ...], ...]:
     """Sliding window and stride for one example's input shape: about 1/7 of an image side, 1/8 of the mel
     bins by 1/10 of the frames, 4 frames of a waveform; windows overlap by half, leading (channel) axes whole."""
+    last: tuple[int, ...]
     if kind == "waveform":
         last = (min(shape[-1], 4 * int(frame_size or max(1, shape[-1] // 50))),)
     elif kind == "image" and len(shape) == 3:

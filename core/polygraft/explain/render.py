@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,7 +57,8 @@ def render(explanation: Explanation, directory: str | Path, *, stem: str | None 
             files.append(draw_vectors(explanation, base.with_suffix(".png")))
         if explanation.attributions[0].scores.ndim == 2:
             maps = base.with_name(base.name + "-maps.npz")
-            np.savez_compressed(maps, **{f"map_{i}": a.scores for i, a in enumerate(explanation.attributions)})
+            arrays: dict[str, Any] = {f"map_{i}": a.scores for i, a in enumerate(explanation.attributions)}
+            np.savez_compressed(maps, **arrays)
             files.append(maps)
     report = base.with_suffix(".json")
     explanation.files = [str(path) for path in [*files, report]]

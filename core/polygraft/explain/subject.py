@@ -155,7 +155,7 @@ class Subject:
         x = self.x if x is None else x
         value = self.hooks.baseline
         if self.hooks.kind == "tokens":
-            fill = torch.full_like(x, int(value or 0))
+            fill = torch.full_like(x, int(value) if isinstance(value, int | float | torch.Tensor) else 0)
             return torch.where(self.special_tokens().expand_as(x), x, fill)
         if value is None:
             return torch.zeros_like(x)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -48,6 +49,26 @@ class Target:
     probability: Callable[[Any], torch.Tensor]
     quantity: str = "log-probability"
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def _tag_log_probability(logits: torch.Tensor, *, position: int, tag: int) -> torch.Tensor:
+    return torch.log_softmax(logits.float()[:, position], dim=-1)[:, tag]
+
+
+def _tag_probability(logits: torch.Tensor, *, position: int, tag: int) -> torch.Tensor:
+    return torch.softmax(logits.float()[:, position], dim=-1)[:, tag]
+
+
+def _frame_log_probability(log_probs: torch.Tensor, *, frame: int, token: int) -> torch.Tensor:
+    return log_probs[:, frame, token]
+
+
+def _frame_probability(log_probs: torch.Tensor, *, frame: int, token: int) -> torch.Tensor:
+    return log_probs[:, frame, token].exp()
+
+
+def _location_score(dense: torch.Tensor, *, location: int, class_id: int) -> torch.Tensor:
+    return dense[:, location, class_id]
 
 
 def _pick(requested: str | None, choices: list[str], what: str) -> None:
@@ -108,8 +129,8 @@ class TokenClassificationAdapter(TaskAdapter):
             word = words[i] if i < len(words) else f"word {i}"
             targets.append(Target(
                 name=f"{word} → {tags[i]}", label=tags[i], info={"word": i, "position": position},
-                value=lambda logits, p=position, t=tag_id: torch.log_softmax(logits.float()[:, p], dim=-1)[:, t],
-                probability=lambda logits, p=position, t=tag_id: torch.softmax(logits.float()[:, p], dim=-1)[:, t]))
+                value=partial(_tag_log_probability, position=position, tag=tag_id),
+                probability=partial(_tag_probability, position=position, tag=tag_id)))
         return targets
 
 
@@ -136,8 +157,8 @@ class CTCAdapter(TaskAdapter):
         if requested is not None:
             _pick(requested, sorted({c for c, _, _ in emitted}), "a character of this transcript")
         return [Target(name=f"{i}: {char!r}", label=char, info={"index": i, "frame": frame, "frames": len(best)},
-                       value=lambda lp, f=frame, t=token: lp[:, f, t],
-                       probability=lambda lp, f=frame, t=token: lp[:, f, t].exp())
+                       value=partial(_frame_log_probability, frame=frame, token=token),
+                       probability=partial(_frame_probability, frame=frame, token=token))
                 for i, (char, token, frame) in enumerate(emitted) if requested in (None, char)]
 
 
@@ -174,8 +195,8 @@ class DetectionAdapter(TaskAdapter):
             location = int(torch.argmin(distance - 1e-3 * dense_scores[0, :, class_id]))
             targets.append(Target(
                 name=f"box {i}: {label} {score:.2f}", label=label, quantity="score",
-                value=lambda dense, a=location, c=class_id: dense[:, a, c],
-                probability=lambda dense, a=location, c=class_id: dense[:, a, c],
+                value=partial(_location_score, location=location, class_id=class_id),
+                probability=partial(_location_score, location=location, class_id=class_id),
                 info={"box": [round(float(v), 2) for v in box], "location": location,
                       "input_box": [round(float(v), 2) for v in reference[0].tolist()]}))
         return targets

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from polygraft.hookspecs import Register, hookimpl
-from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+from polygraft.specs import BackboneSpec, CommandSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+
+POLYGRAFT_PLUGIN_API = 1
+"""The polygraft plugin API this plugin is written for (docs/contracts.md)."""
 
 _PKG = "polygraft_text"
 
@@ -64,3 +67,10 @@ def polygraft_register_objectives(register: Register) -> None:
         name="mlm", factory=f"{_PKG}.mlm:MaskedLanguageModeling", modality="text",
         description="Masked language modelling (BERT 15% masking, 80/10/10, optional whole-word masking).",
     ))
+
+
+@hookimpl
+def polygraft_register_commands(register: Register) -> None:
+    """Commands: ``polygraft text-vocab ...``."""
+    register(CommandSpec(name="text-vocab", factory="polygraft_text.vocab:main",
+                         description="train a small WordPiece vocabulary on a registered text dataset (vocab.txt for backbone_options.tokenizer)"))

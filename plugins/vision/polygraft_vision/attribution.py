@@ -39,7 +39,7 @@ class TokensToMap:
         return patches.reshape(patches.shape[0], *self.grid, patches.shape[-1]).permute(0, 3, 1, 2)
 
 
-def _vit_parts(model: nn.Module) -> nn.Module | None:
+def _vit_parts(model: nn.Module) -> Any:
     inner = getattr(model, "model", model)  # timm's FeatureGetterNet wraps ViTs for features_only
     blocks = getattr(inner, "blocks", None)
     if isinstance(blocks, nn.Sequential | nn.ModuleList) and hasattr(inner, "num_prefix_tokens") and hasattr(
