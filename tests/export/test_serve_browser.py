@@ -1,7 +1,7 @@
 """The served page in a real headless Chromium (Debian's ``chromium``, driven by Playwright): pick a model, type text
-or upload an image, and read the prediction the page renders. The server runs on a free loopback port for the test
-and is stopped after it. Skips, saying why, only where no Chromium or Playwright is installed (``make setup``
-installs both)."""
+or upload an image, read the prediction the page renders, and, with Explain, the explanation beside it. The server
+runs on a free loopback port for the test and is stopped after it. Skips, saying why, only where no Chromium or
+Playwright is installed (``make setup`` installs both)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,20 @@ def test_page_predicts_text_and_an_uploaded_image(server: str, tmp_path: Path, w
             top = page.inner_text("#result .top-label")
             assert top.split(" ")[0] in ("rotten", "fresh")
             assert page.locator("#result .label-row").count() == 2
+            assert page.is_hidden("#explanation")
+
+            page.click("#explain")  # the explanation beside the prediction: one highlighted span per word
+            page.wait_for_selector("#explanation[data-state=done]", timeout=30000)
+            page.wait_for_selector("#result[data-state=done]", timeout=15000)
+            words = page.locator("#explanation .words span")
+            assert [words.nth(i).inner_text() for i in range(words.count())] == ["a", "quietly", "devastating", "film"]
+            assert page.inner_text("#explanation .top-label") == f"Why {top.split(' ')[0]}: integrated-gradients"
+            assert "within" in page.inner_text("#explanation .completeness")
+            page.select_option("#method", "gradcam")  # a method that does not apply: the error names those that do
+            page.click("#explain")
+            page.wait_for_selector("#explanation[data-state=error]", timeout=15000)
+            assert "integrated-gradients, occlusion" in page.inner_text("#explanation .error")
+            page.select_option("#method", "")
 
             page.select_option("#model", "digits")
             assert page.is_visible("#file") and not page.is_visible("#text")
@@ -100,6 +114,10 @@ def test_page_predicts_text_and_an_uploaded_image(server: str, tmp_path: Path, w
             assert rows.count() == 5  # the top five of ten digits, each with its probability
             probabilities = [float(rows.nth(i).locator(".prob").inner_text()) for i in range(5)]
             assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+            page.click("#explain")  # an image's explanation: Grad-CAM's overlay, drawn by the server
+            page.wait_for_selector("#explanation[data-state=done] img.figure", timeout=30000)
+            assert page.evaluate("document.querySelector('#explanation img.figure').naturalWidth") > 0
+            assert "gradcam" in page.inner_text("#explanation .top-label")
 
             page.set_input_files("#file", str(tmp_path / "digit.png"))
             (tmp_path / "notes.png").write_text("not an image")

@@ -101,7 +101,8 @@ def create_app(backends: Sequence[Any], settings: ServeSettings | None = None) -
 
     app = FastAPI(title="polygraft serve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predictions from models trained with polygraft. POST JSON text or multipart files to "
-                              "/v1/models/{name}/predict.")
+                              "/v1/models/{name}/predict, or to /v1/models/{name}/explain for the prediction's "
+                              "explanation.")
 
     app.state.backends = models
     app.state.batchers = batchers
@@ -120,9 +121,7 @@ def create_app(backends: Sequence[Any], settings: ServeSettings | None = None) -
                                 examples=batchers[name].examples if name in batchers else 0)
                            for name, backend in models.items()]}
 
-    @app.post("/v1/models/{name}/predict", summary="Predict: JSON {input_key: value} / {inputs: [...]}, or "
-              "multipart files under 'file'")
-    async def predict(name: str, request: Request) -> dict[str, Any]:
+    def served(name: str) -> Any:
         backend = models.get(name)
         if backend is None:
             from polygraft.options import closest
@@ -130,14 +129,23 @@ def create_app(backends: Sequence[Any], settings: ServeSettings | None = None) -
             near = closest(name, list(models))
             raise RequestError(404, f"no model named {name!r}" + (f"; did you mean {near[0]!r}?" if near else "")
                                + f" Served: {', '.join(sorted(models))}", kind="unknown_model")
-        examples = await read_examples(request, backend, settings.max_upload_bytes)
+        return backend
+
+    async def prepared(backend: Any, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         try:
-            items = await loop.run_in_executor(None, lambda: [backend.prepare(e) for e in examples])
+            return await loop.run_in_executor(None, lambda: [backend.prepare(e) for e in examples])
         except PolygraftError as exc:
             raise RequestError(400, f"invalid input: {exc}", kind="invalid_input") from None
         except (TypeError, ValueError) as exc:
             raise RequestError(400, f"invalid input: {type(exc).__name__}: {exc}", kind="invalid_input") from None
+
+    @app.post("/v1/models/{name}/predict", summary="Predict: JSON {input_key: value} / {inputs: [...]}, or "
+              "multipart files under 'file'")
+    async def predict(name: str, request: Request) -> dict[str, Any]:
+        backend = served(name)
+        examples = await read_examples(request, backend, settings.max_upload_bytes)
+        items = await prepared(backend, examples)
         begin = time.perf_counter()
         try:
             predictions = await batchers[name].submit(items, timeout=settings.timeout_s)
@@ -146,6 +154,26 @@ def create_app(backends: Sequence[Any], settings: ServeSettings | None = None) -
                                     "input is very large", kind="timeout") from None
         return {"model": name, "backend": backend.kind, "predictions": predictions,
                 "latency_ms": round(1000 * (time.perf_counter() - begin), 2)}
+
+    @app.post("/v1/models/{name}/explain", summary="Explain one input's prediction (polygraft explain): the body of "
+              "predict, one example; ?method=integrated-gradients|gradcam|occlusion&target=LABEL (both optional)")
+    async def explain(name: str, request: Request, method: str | None = None,
+                      target: str | None = None) -> dict[str, Any]:
+        from polygraft.serve.explaining import explain_example
+
+        backend = served(name)
+        examples = await read_examples(request, backend, settings.max_upload_bytes)
+        if len(examples) != 1:
+            raise RequestError(422, f"explain takes one example per request, got {len(examples)}",
+                               kind="invalid_input")
+        await prepared(backend, examples)  # a bad input gets predict's error
+        begin = time.perf_counter()
+        try:  # no timeout: an explanation takes seconds (one map per word, box or character)
+            body = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: explain_example(backend, examples[0], method=method or None, target=target or None))
+        except PolygraftError as exc:
+            raise RequestError(422, str(exc), kind="cannot_explain") from None
+        return {"model": name, **body, "latency_ms": round(1000 * (time.perf_counter() - begin), 2)}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

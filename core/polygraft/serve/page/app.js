@@ -1,4 +1,5 @@
-// polygraft serve's page: pick a model, send text or a file, show what came back. No external scripts.
+// polygraft serve's page: pick a model, send text or a file, show what came back (and, with Explain, why).
+// No external scripts.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let models = [];
@@ -85,12 +86,7 @@ function render(model, body, text, file) {
   out.dataset.state = "done";
 }
 
-async function predict(event) {
-  event.preventDefault();
-  const model = current();
-  const out = $("result");
-  out.dataset.state = "running";
-  out.textContent = "…";
+function buildRequest(model) {
   let request;
   const text = $("text").value;
   const file = $("file").files[0];
@@ -107,6 +103,16 @@ async function predict(event) {
     if (file) form.append("file", file);
     request = {method: "POST", body: form};
   }
+  return {request, text, file};
+}
+
+async function predict(event) {
+  event.preventDefault();
+  const model = current();
+  const out = $("result");
+  out.dataset.state = "running";
+  out.textContent = "…";
+  const {request, text, file} = buildRequest(model);
   try {
     const response = await fetch(`/v1/models/${encodeURIComponent(model.name)}/predict`, request);
     const body = await response.json();
@@ -118,12 +124,70 @@ async function predict(event) {
   }
 }
 
+function shade(score, scale) {  // red: for the explained output, blue: against it
+  const alpha = Math.min(1, Math.abs(score) / scale).toFixed(3);
+  return score >= 0 ? `rgba(220, 38, 38, ${alpha})` : `rgba(37, 99, 235, ${alpha})`;
+}
+
+function renderExplanation(body) {
+  const out = $("explanation");
+  out.replaceChildren();
+  const label = body.prediction && body.prediction.label !== undefined ? ` ${body.prediction.label}` : "";
+  out.appendChild(el("p", {class: "top-label"}, `Why${label}: ${body.method}`));
+  for (const item of body.explanations.slice(0, 11)) {  // the figure draws the first 11 outputs too
+    const block = el("div", {class: "explained"});
+    block.appendChild(el("p", {class: "muted target"}, `${item.target}: ${item.explains || "score"}`));
+    if (body.kind === "tokens" && item.scores) {
+      const scale = Math.max(1e-12, ...item.scores.map((pair) => Math.abs(pair[1])));
+      const words = el("p", {class: "words"});
+      for (const [word, score] of item.scores) {
+        words.appendChild(el("span", {title: score.toFixed(4), "data-score": String(score),
+                                      style: `background: ${shade(score, scale)}`}, word));
+        words.appendChild(document.createTextNode(" "));
+      }
+      block.appendChild(words);
+    }
+    const check = item.completeness;
+    if (check && check.relative_delta !== null && check.relative_delta !== undefined) {
+      block.appendChild(el("p", {class: "muted completeness"}, `attributions sum to f(x) − f(baseline) within ` +
+        `${(100 * check.relative_delta).toFixed(2)} % (${check.steps} steps)`));
+    }
+    out.appendChild(block);
+  }
+  if (body.figure) out.appendChild(el("img", {class: "figure", src: body.figure, alt: `${body.method} map`}));
+  out.appendChild(el("p", {class: "muted"},
+    `methods that apply: ${body.methods_that_apply.join(", ")} · ${body.latency_ms} ms`));
+  out.dataset.state = "done";
+}
+
+async function explainInput(event) {
+  const model = current();
+  const out = $("explanation");
+  out.hidden = false;
+  out.dataset.state = "running";
+  out.textContent = "explaining…";
+  predict(event);  // the prediction beside its explanation
+  const {request} = buildRequest(model);
+  const method = $("method").value;
+  const query = method ? `?method=${encodeURIComponent(method)}` : "";
+  try {
+    const response = await fetch(`/v1/models/${encodeURIComponent(model.name)}/explain${query}`, request);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+    renderExplanation(body);
+  } catch (error) {
+    out.replaceChildren(el("p", {class: "error"}, String(error.message || error)));
+    out.dataset.state = "error";
+  }
+}
+
 async function start() {
   const response = await fetch("/v1/models");
   models = (await response.json()).models;
   for (const model of models) $("model").appendChild(el("option", {value: model.name}, model.name));
   $("model").addEventListener("change", showInputs);
-  $("form").addEventListener("submit", predict);
+  $("form").addEventListener("submit", (event) => { $("explanation").hidden = true; predict(event); });
+  $("explain").addEventListener("click", explainInput);
   showInputs();
   document.body.dataset.ready = "true";
 }
