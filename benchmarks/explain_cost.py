@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 RUNS = Path("runs/explain")
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def _cases() -> list[tuple[str, Any, Any, list[str]]]:
-    """(name, task, input, methods) for each modality and task kind."""
+    """(name, a function building the task, input, methods) for each modality and task kind."""
     import polygraft
     from polygraft.errors import PolygraftError
 
@@ -34,28 +35,30 @@ def _cases() -> list[tuple[str, Any, Any, list[str]]]:
     strings = polygraft.load_dataset("spoken-digit-strings", split="test")[0]
     shape = polygraft.load_dataset("shape-classification", split="test", size=100, seed=0)[0]
 
-    def run_or(path: str, build: Any) -> Any:
-        if (RUNS / path / "model").is_dir():
-            try:
-                return polygraft.load(RUNS / path)
-            except PolygraftError as exc:  # e.g. a run saved before its preprocessing gained an option
-                print(f"# {RUNS / path}: not loaded ({type(exc).__name__}: {str(exc)[:160]}...); timing the same "
-                      "architecture untrained instead", flush=True)
-        return build()
+    def run_or(path: str, build: Any) -> Any:  # built when its case runs
+        def task() -> Any:
+            if (RUNS / path / "model").is_dir():
+                try:
+                    return polygraft.load(RUNS / path)
+                except PolygraftError as exc:  # e.g. a run saved before its preprocessing gained an option
+                    print(f"# {RUNS / path}: not loaded ({type(exc).__name__}: {str(exc)[:160]}...); timing the "
+                          "same architecture untrained instead", flush=True)
+            return build()
+        return task
 
     sentence = "the old film was superb and the music long"
     return [
         ("text classification (MiniLM)", run_or("keywords", lambda: polygraft.create_task(
             "classification", backbone="bert", weights="minilm-l6", num_classes=3)), sentence,
          ["integrated-gradients", "occlusion"]),
-        ("token classification (MiniLM, per word)", polygraft.create_task(
+        ("token classification (MiniLM, per word)", lambda: polygraft.create_task(
             "token-classification", backbone="bert", weights="minilm-l6", label_names=["O", "B-X", "I-X"]),
          sentence, ["integrated-gradients", "occlusion"]),
         ("image classification (MobileNetV2, 224 px)", run_or("shapes", lambda: polygraft.create_task(
             "classification", backbone="timm", weights="mobilenetv2-imagenet", num_classes=3,
             backbone_options={"model_name": "mobilenetv2_100", "image_size": 224, "crop_pct": 1.0})),
          {"image": shape["image"]}, ["gradcam", "integrated-gradients", "occlusion"]),
-        ("detection (MobileNetV2 FPN+FCOS, 128 px, per box)", polygraft.create_task(
+        ("detection (MobileNetV2 FPN+FCOS, 128 px, per box)", lambda: polygraft.create_task(
             "detection", backbone="timm", weights="mobilenetv2-imagenet", label_names=["a", "b", "c"],
             backbone_options={"model_name": "mobilenetv2_100", "features": "maps", "image_size": 128}),
          {"image": shape["image"]}, ["gradcam", "integrated-gradients", "occlusion"]),
@@ -65,7 +68,7 @@ def _cases() -> list[tuple[str, Any, Any, list[str]]]:
         ("audio classification (spectrogram EfficientNet-Lite0)", run_or("digits_spectrogram", lambda: None), clip,
          ["integrated-gradients", "gradcam", "occlusion"]),
         ("audio classification (wav2vec2 small, waveform)", run_or("digits_wav2vec2", lambda: polygraft.create_task(
-            "classification", backbone="wav2vec2", num_classes=10)), clip, ["integrated-gradients", "occlusion"]),
+            "classification", backbone="wav2vec2", label_names=DIGITS)), clip, ["integrated-gradients", "occlusion"]),
         ("CTC (Whisper tiny.en, per character)", run_or("asr_digits", lambda: None), strings,
          ["integrated-gradients", "occlusion"]),
     ]
@@ -75,6 +78,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="runs/explain/cost.json")
+    parser.add_argument("--cases", help="only the cases whose name contains one of these comma-separated words")
     args = parser.parse_args()
 
     import torch
@@ -84,7 +88,11 @@ def main() -> int:
     torch.set_num_threads(1)
     settings = Settings(min_box_score=0.0, max_boxes=3)  # untrained detection heads score low; 3 boxes are timed
     rows = []
-    for name, task, value, methods in _cases():
+    wanted = [w.strip().lower() for w in args.cases.split(",")] if args.cases else None
+    for name, build, value, methods in _cases():
+        if wanted and not any(w in name.lower() for w in wanted):
+            continue
+        task = build()
         if task is None:
             print(f"{name}: no run in {RUNS} (train it first, see examples/explain/README.md)")
             continue
