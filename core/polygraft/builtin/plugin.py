@@ -112,6 +112,12 @@ def polygraft_register_strategies(register: Register) -> None:
         name="ema", factory=f"{module}.ema:EMAStrategy",
         description="Exponential moving average of the weights, used for validation and the saved model.",
     ))
+    register(StrategySpec(
+        name="distill", factory=f"{module}.distill:DistillStrategy", aliases=("distillation",),
+        description="Knowledge distillation from a trained teacher run (teacher=RUN_DIR): KL on temperature-softened "
+                    "outputs plus the labels, optional pooled-feature matching; the teacher's outputs are computed "
+                    "once and kept with the input cache.",
+    ))
 
 
 @hookimpl

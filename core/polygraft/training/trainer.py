@@ -36,6 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from polygraft.errors import TrainingError
 from polygraft.features import Batch, batch_size_of, move_to_device
+from polygraft.inputs.cache.modes import cache_mode
+from polygraft.inputs.cache.outputs import KeptOutputs, OutputsRun, keep_all
 from polygraft.inputs.datasets import raise_worker_errors
 from polygraft.inputs.loaders import Loaders, LoaderSettings, check_sizes, position_loader
 from polygraft.interfaces import Callback, DataSource, StepOutput, TrainingModule
@@ -109,6 +111,7 @@ class Trainer:
         self.max_steps = 0
         self.results: dict[str, Any] = {}  # what callbacks add to results.json
         self.loaders: Loaders | None = None  # DataLoaders and the input cache of the current fit
+        self.kept = KeptOutputs()  # per-example outputs strategies asked for (a distillation teacher's)
         self.usage = Usage(self.device)  # time, parameters and memory of the fit
         self.schedule = Schedule(self.config.eval_every, self.config.checkpoint_every)
         self._stop_reason: str | None = None
@@ -237,6 +240,9 @@ class Trainer:
         train_loader, val_loader = self.loaders.for_fit(
             train_data, val_data, train=module.data_pipeline(training=True),
             evaluation=module.data_pipeline(training=False), epochs=plan.epochs, validations=plan.validations)
+        self.kept = keep_all(self.strategies, module, train_data, OutputsRun(
+            batch_size=cfg.eval_batch_size or cfg.batch_size, device=self.device, cache_mode=cache_mode(cfg.cache),
+            autocast=self.precision.autocast, progress=cfg.progress and self.dist.is_main))
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self._wrap_model()
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
@@ -249,7 +255,7 @@ class Trainer:
         self.logger = TrainingLogger(self.run, total_steps=self.max_steps,
                                      show_progress=cfg.progress and self.dist.is_main,
                                      initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
-        for line in self.loaders.lines():
+        for line in [*self.loaders.lines(), *self.kept.notes]:
             self.message(line)
         check_first_features(module.backbone)
         return train_loader, val_loader
@@ -310,10 +316,14 @@ class Trainer:
     def _micro_step(self, batch: Batch, *, last: bool, scale: int) -> StepOutput | None:
         """Forward and backward of one micro-batch, its loss divided by the step's number of micro-batches."""
         batch = self._to_device(batch)
+        if self.kept:
+            batch = self.kept.attach(batch, self.device)
         sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
         with sync, out_of_memory_named(self.state.global_step + 1, batch_size_of(batch)):
             with self.precision.autocast():
                 output = self.model(batch)
+                for strategy in self.strategies:  # distillation adds its terms to the module's loss
+                    output = strategy.training_loss(self.module, batch, output)
             if not torch.isfinite(output.loss):
                 self._nonfinite(output.loss)
                 return None
