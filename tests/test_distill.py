@@ -134,7 +134,7 @@ def test_a_teacher_with_other_labels_or_task_is_refused_before_training(teacher:
         (other / "model" / file.name).write_bytes(file.read_bytes())
     config = json.loads((other / "model" / "polygraft.json").read_text())
     (other / "model" / "polygraft.json").write_text(json.dumps({**config, "task": "metric-learning"}))
-    with pytest.raises(IncompatibleComponentsError, match="trained for task 'metric-learning'.*Teacher labels"):
+    with pytest.raises(IncompatibleComponentsError, match=r"trained for task 'metric-learning'.*Teacher labels"):
         run_recipe(recipe(tmp_path / "s5", strategy=[{"name": "distill", "teacher": str(other)}]))
     with pytest.raises(ConfigError, match="does not exist"):
         run_recipe(recipe(tmp_path / "s6", strategy=[{"name": "distill", "teacher": str(tmp_path / "nope")}]))
