@@ -21,7 +21,7 @@ import yaml
 from polygraft.cli import main
 from polygraft.errors import ConfigError
 from polygraft.plugins import build_catalog
-from polygraft.tune import Search, direction_of, locked, make_sampler, plan, tune
+from polygraft.tune import Search, direction_of, locked, plan, sampler_for, tune
 from polygraft.tune_space import parse_space
 
 TOY = {
@@ -100,10 +100,14 @@ def test_a_seed_gives_the_same_trials_whether_or_not_the_search_was_interrupted(
             while len(study.trials) < search.trials:
                 if stop_after is not None and len(study.trials) == stop_after:
                     break
-                study.sampler = make_sampler(search, dimensions, search.seed + len(study.trials))
+                study.sampler = sampler_for(search, dimensions, len(study.trials))
                 trial = study.ask(fixed_distributions=distributions)
                 lr = trial.params["trainer.lr"]
-                study.tell(trial, -abs(__import__("math").log10(lr) + 2))  # best at lr = 1e-2
+                try:
+                    study.tell(trial, -abs(__import__("math").log10(lr) + 2))  # best at lr = 1e-2
+                except RuntimeError as exc:  # the grid sampler stops the study when its grid is used up
+                    assert "stop" in str(exc) and search.sampler == "grid"
+                    assert len(study.trials) == search.trials
             stop_after = None
         return [t.params["trainer.lr"] for t in study.trials]
 
@@ -112,6 +116,10 @@ def test_a_seed_gives_the_same_trials_whether_or_not_the_search_was_interrupted(
     again = run(f"sqlite:///{tmp_path / 'b.db'}")
     interrupted = run(f"sqlite:///{tmp_path / 'c.db'}", stop_after=3)
     assert once == again == interrupted and len(set(once)) == 8
+    # the grid visits each of its points once, interrupted or not
+    search.sampler, search.grid_points = "grid", 8
+    grid = run(f"sqlite:///{tmp_path / 'd.db'}", stop_after=3)
+    assert sorted(grid) == pytest.approx(dimensions[0].grid(8))
 
 
 def test_interrupted_search_resumes_at_the_next_trial_prunes_and_best_yaml_reproduces(

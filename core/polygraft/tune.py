@@ -11,8 +11,9 @@
 * **The study lives in SQLite** (``DIR/study.db``). Re-running the same command resumes it: a trial the interrupted
   search was running continues from its checkpoint under its own number, finished trials are kept, and no trial is
   run twice. ``DIR`` holds one search: other options for the same ``DIR`` are refused.
-* **Seeded.** The sampler is seeded with ``seed + trial number`` for each trial, so the same command gives the same
-  trials, interrupted or not (child runs are deterministic given their recipe's ``trainer.seed``).
+* **Seeded.** The sampler is seeded with ``seed + trial number`` for each trial (the grid sampler with ``seed``: it
+  shuffles its grid once and gives trial ``n`` the ``n``-th point), so the same command gives the same trials,
+  interrupted or not (child runs are deterministic given their recipe's ``trainer.seed``).
 
 Samplers: ``tpe`` (Optuna's TPE, ``startup_trials`` random trials first: a quarter of the trials, 3 to 10, unless
 given), ``random``, ``grid`` (every combination; ranges become ``grid_points`` values). Pruners: ``median``
@@ -130,6 +131,13 @@ def make_sampler(search: Search, dimensions: Sequence[Dimension], seed: int) -> 
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials)
+
+
+def sampler_for(search: Search, dimensions: Sequence[Dimension], number: int) -> Any:
+    """The sampler for trial ``number``: TPE and random seeded with ``seed + number`` (a resumed search draws what
+    an uninterrupted one would); the grid with ``seed`` alone, as it shuffles its grid with its seed and gives
+    trial ``n`` the ``n``-th point (a per-trial seed would repeat points)."""
+    return make_sampler(search, dimensions, search.seed if search.sampler == "grid" else search.seed + number)
 
 
 def make_pruner(search: Search) -> Any:
@@ -382,7 +390,7 @@ def tune(search: Search, output: str | Path, *, timeout: float | None = None, lo
             if not stale and len(finished) >= search.trials:
                 break
             number = stale[0].number if stale else len(study.trials)
-            study.sampler = make_sampler(search, dimensions, search.seed + number)
+            study.sampler = sampler_for(search, dimensions, number)
             if stale:  # the search was interrupted during this trial: go on with it, same number, same values
                 trial = optuna.trial.Trial(study, stale[0]._trial_id)
             else:
