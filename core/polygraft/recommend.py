@@ -205,7 +205,9 @@ def _trains_few(row: dict[str, Any]) -> bool:
 
 
 def _choice(row: dict[str, Any]) -> str:
-    return f"{row['backbone']} + {row.get('weights') or 'random init'} + {row['strategy']}"
+    epochs = row.get("epochs")
+    trained = f", {epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else ""
+    return f"{row['backbone']} + {row.get('weights') or 'random init'} + {row['strategy']}{trained}"
 
 
 def _option(row: dict[str, Any], examples: int, seconds: float, prerequisite: float) -> dict[str, Any]:
