@@ -95,5 +95,6 @@ def test_a_compare_output_extends_the_table(tmp_path: Path) -> None:
     rows = load_rows([tmp_path / "cmp"])
     mine = [r for r in rows if r["backbone"] == "toy"]
     assert len(mine) == 1 and mine[0]["examples"] == 300 and mine[0]["modality"] == "any"
+    assert mine[0]["date"] and mine[0]["device"] == "unknown"
     answer = recommend(modality="any", task="classification", examples=300, budget="1m", tables=[tmp_path / "cmp"])
     assert answer["options"][0]["backbone"] == "toy" and "device not recorded" in answer["options"][0]["reason"]

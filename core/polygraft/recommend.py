@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,8 @@ def rows_from_comparison(path: Path) -> list[dict[str, Any]]:
             "value": variant["value"], "std": variant.get("std"), "seeds": comparison.get("seeds", [0]),
             "train_s": variant["train/wall_time_s"], "peak_mb": variant.get("memory/peak_mb"),
             "trainable": variant.get("params/trainable"), "total": variant.get("params/total"),
-            "device": "unknown", "machine": "not recorded (your compare run)", "date": "", "table": str(path),
+            "device": "unknown", "machine": "not recorded (your compare run)", "table": str(path),
+            "date": time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime)),
             "command": f"polygraft compare ... --output {path.parent}", "source": str(path), "note": "",
         })
     return rows

@@ -3,6 +3,7 @@ distilled from it over several seeds (``polygraft compare``), then inference sam
 
     python examples/distill/measure.py digits --output runs/distill [--seeds 0,1,2]
     python examples/distill/measure.py sentiment --output runs/distill
+    python examples/distill/measure.py speech --output runs/distill
 
 Each experiment trains its teacher once (``OUTPUT/NAME_teacher``; kept and reused when it exists), compares the
 two students in ``OUTPUT/NAME_compare`` (re-running resumes it) and prints the README's row as Markdown and JSON.
@@ -27,6 +28,9 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
                "student": "examples/distill/digits_student.yaml", "temperature": 4, "alpha": 0.7},
     "sentiment": {"teacher": ["examples/text/sentiment.yaml", "trainer.max_epochs=1"],
                   "student": "examples/distill/sentiment_student.yaml", "temperature": 2, "alpha": 0.5},
+    "speech": {"teacher": ["examples/speech/spoken_digits_whisper.yaml", "strategy=[linear-probe]", "trainer.lr=1e-3",
+                           "trainer.max_epochs=10", "trainer.eval_every=130"],
+               "student": "examples/distill/spoken_digits_student.yaml", "temperature": 4, "alpha": 0.7},
 }
 
 
