@@ -125,3 +125,12 @@ def polygraft_register_callbacks(register: Register) -> None:
         name="best-checkpoint", factory=f"{module}:BestCheckpoint",
         description="Keep checkpoints/best.pt of the best validation (monitor, mode).",
     ))
+    register(CallbackSpec(
+        name="tensorboard", factory="polygraft.builtin.trackers:TensorBoardTracker",
+        description="TensorBoard event files in RUN/tensorboard: metrics.jsonl, the recipe, results, plots (log_dir).",
+    ))
+    register(CallbackSpec(
+        name="mlflow", factory="polygraft.builtin.trackers:MLflowTracker",
+        description="An MLflow run (file store RUN/mlruns by default): metrics, recipe, results, plots "
+                    "(tracking_uri, experiment, run_name).",
+    ))

@@ -22,6 +22,7 @@ from polygraft.inputs.cache.modes import cache_mode
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+DISTRIBUTED = ("ddp", "fsdp")
 
 MAX_COUNT = 2**31 - 1
 """The largest batch size, step or epoch count a recipe may ask for."""
@@ -39,6 +40,7 @@ REMOVED = {
     "early_stopping": "callbacks: [{name: early-stopping, monitor: val/loss, patience: 3}]",
     "monitor": "callbacks: [{name: best-checkpoint, monitor: val/accuracy}]",
     "monitor_mode": "callbacks: [{name: best-checkpoint, monitor: val/accuracy, mode: max}]",
+    "tensorboard": "callbacks: [tensorboard] (event files in the run directory; also: mlflow)",
 }
 """Trainer keys that moved elsewhere → what to write instead."""
 
@@ -71,7 +73,8 @@ OPTION_DOCS = {
     "deterministic": "`torch.use_deterministic_algorithms(warn_only=True)` during the fit",
     "skip_nonfinite": "skip (and count) optimizer steps whose loss is NaN or infinite instead of stopping",
     "progress": "show a progress bar",
-    "tensorboard": "also write TensorBoard event files into the run directory",
+    "distributed": "under torchrun: `ddp` (a full copy per process) or `fsdp` (parameters, gradients and optimizer "
+                   "states sharded across processes, FSDP2; distributed checkpoints)",
     "drop_last": "drop each epoch's last, incomplete training batch",
     "group_by_length": "batch training examples of similar length together (text, audio): less padding",
 }
@@ -109,7 +112,7 @@ class TrainerConfig:
     deterministic: bool = False
     skip_nonfinite: bool = False
     progress: bool = True
-    tensorboard: bool = False
+    distributed: str = "ddp"  # ddp | fsdp (under torchrun)
     drop_last: bool = False
     group_by_length: bool = False  # batch similar lengths together (text, audio): less padding
 
@@ -124,7 +127,8 @@ class TrainerConfig:
             value = getattr(self, spec.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"trainer.{spec.name} must be a finite number, got {value}")
-        for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+        for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS),
+                              ("distributed", DISTRIBUTED)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"trainer.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.max_steps is None and self.max_epochs is None:
