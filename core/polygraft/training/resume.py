@@ -92,8 +92,9 @@ def plain_state(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def restore(trainer: Trainer, resume: str | Path) -> None:
-    """Load ``resume`` (a checkpoint path, or ``last`` in the run directory) into a set-up trainer."""
+def restore(trainer: Trainer, resume: str | Path) -> list[str]:
+    """Load ``resume`` (a checkpoint path, or ``last`` in the run directory) into a set-up trainer. Returns the
+    lines the run log should show (a checkpoint moved to another number of processes)."""
     from polygraft.training import dcp
 
     sharded = trainer.config.distributed == "fsdp"
@@ -123,10 +124,9 @@ def restore(trainer: Trainer, resume: str | Path) -> None:
     moved = check_layout(trainer, state.get("layout"), path)
     load_callback_states(trainer.callbacks, state["callbacks"])
     ckpt.set_rng_state(state["rng"])
-    if moved:
-        trainer.message(moved)
     if trainer.run is not None:
         trainer.run.truncate_metrics(trainer.state.global_step)
+    return [moved] if moved else []
 
 
 def check_recipe(trainer: Trainer, state: Mapping[str, Any], path: Path) -> None:

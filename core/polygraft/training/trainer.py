@@ -41,6 +41,7 @@ from polygraft.interfaces import Callback, DataSource, StepOutput, TrainingModul
 from polygraft.run import RunDirectory
 from polygraft.training.checks import check_first_features, nonfinite_line, out_of_memory_named
 from polygraft.training.config import TrainerConfig
+from polygraft.training.dcp import checkpoint_folder
 from polygraft.training.distributed import DistributedContext
 from polygraft.training.evaluation import evaluate_loader
 from polygraft.training.fsdp import ShardedModule
@@ -174,7 +175,10 @@ class Trainer:
 
     def _interrupted(self, splits: Mapping[str, DataSource]) -> FitResult:
         name, step = self._signal.name, self.state.global_step
-        where = f"{self.run.last_checkpoint}" if self.run is not None else "no run directory, so nothing"
+        where = "no run directory, so nothing"
+        if self.run is not None:
+            last = self.run.last_checkpoint
+            where = str(checkpoint_folder(last) if self.config.distributed == "fsdp" else last)
         self.message(f"stopped by {name} at step {step}: {where} holds the training so far; run the same command "
                      "with resume=last to go on")
         return FitResult(metrics=dict(self._metrics), run_dir=self.run.path if self.run else None,
@@ -247,15 +251,16 @@ class Trainer:
         self._wrap_model()
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
                           *module.callbacks()]
+        resumed: list[str] = []
         if self.resume is not None:
-            restore(self, self.resume)
+            resumed = restore(self, self.resume)
             self._checkpointed_at = self.state.global_step  # already on disk: a finished run is not saved again
         elif self.run is not None:
             self.run.write_config(self.run_config)
         self.logger = TrainingLogger(self.run, total_steps=self.max_steps,
                                      show_progress=cfg.progress and self.dist.is_main,
                                      initial_step=self.state.global_step)
-        for line in [*self.loaders.lines(), *(self.sharded.lines if self.sharded else [])]:
+        for line in [*self.loaders.lines(), *(self.sharded.lines if self.sharded else []), *resumed]:
             self.message(line)
         check_first_features(self.module.backbone)
         return train_loader, val_loader
