@@ -92,6 +92,16 @@ def test_fsdp_losses_match_ddp_and_each_rank_holds_half(runs: dict[str, Any], mo
     assert ratio <= 0.55
 
 
+def test_a_tracker_writes_on_the_main_process_only(runs: dict[str, Any]) -> None:
+    """toy-ddp ran on 2 ranks with the tensorboard callback: every step's loss is in the event files once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = runs["out"] / "toy-ddp"
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+        (step, pytest.approx(loss)) for step, loss in sorted(losses(run).items())]
+
+
 @pytest.mark.parametrize("name", ["strategies", "lora"])
 def test_strategies_train_under_fsdp_as_under_ddp(runs: dict[str, Any], name: str) -> None:
     """gradual-unfreeze + layer-wise LR decay + EMA on the toy model; LoRA + linear-probe on a tiny BERT (merged
@@ -177,5 +187,76 @@ def test_blocks_come_from_layer_groups_and_a_backbone_without_any_is_one_unit(tm
         output.loss.backward()
         gathered = sharded.gather()
         assert gathered is blockless and gathered.backbone.stem.weight.shape == (16, 4)
+    finally:
+        dist.destroy_process_group()
+
+
+def _wav2vec2() -> tuple[Any, dict[str, Any]]:
+    backbone = polygraft.create_backbone("wav2vec2", size="tiny")
+    generator = torch.Generator().manual_seed(0)
+    pre = backbone.preprocessor
+    clips = [{"audio": torch.randn(1600 + 400 * i, generator=generator).numpy(), "sample_rate": 16000}
+             for i in range(2)]
+    return backbone, pre.collate([pre(clip) for clip in clips])
+
+
+def _timm() -> tuple[Any, dict[str, Any]]:
+    backbone = polygraft.create_backbone("timm", model_name="test_resnet")
+    return backbone, {"pixel_values": torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))}
+
+
+@pytest.mark.parametrize("build", [_timm, _wav2vec2], ids=["timm-stages", "wav2vec2-layers"])
+def test_timm_stages_and_wav2vec2_layers_are_the_units_and_shard_without_changing_the_output(
+        tmp_path: Path, build: Any) -> None:
+    import copy
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    backbone, batch = build()
+    backbone.eval()
+    units = backbone.shard_units()
+    names = {id(m): name for name, m in backbone.named_modules()}
+    if build is _wav2vec2:
+        assert [names[id(u)] for u in units[-len(backbone.model.encoder.layers):]] == [
+            f"model.encoder.layers.{i}" for i in range(len(backbone.model.encoder.layers))]
+    else:
+        assert [names[id(u)] for u in units] == [f"model.layer{i}.0" for i in range(1, 5)]  # the stages
+    assert len(units) >= 3 and all(id(u) in names for u in units)
+    with torch.no_grad():
+        expected = backbone(batch).pooled
+    sharded = copy.deepcopy(backbone)
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        by_name = dict(sharded.named_modules())
+        for unit in units:
+            fully_shard(by_name[names[id(unit)]])
+        fully_shard(sharded)
+        with torch.no_grad():
+            torch.testing.assert_close(sharded(batch).pooled, expected)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bf16_mixed_gathers_parameters_in_bf16_and_keeps_float32_weights_and_gradients(tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    from polygraft.training.fsdp import ShardedModule
+
+    task = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
+                                 backbone_options={"in_features": 4, "depth": 2})
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        sharded = ShardedModule(task, device=torch.device("cpu"), world_size=1, dtype=torch.bfloat16)
+        assert sharded.units == 3
+        seen: list[torch.dtype] = []
+        block = sharded.module.backbone.blocks[0]
+        block.register_forward_pre_hook(lambda module, args: seen.append(next(module.parameters()).dtype))
+        output = sharded.module({"inputs": {"x": torch.randn(3, 4)}, "labels": torch.tensor([0, 1, 1])})
+        output.loss.backward()
+        assert seen == [torch.bfloat16]
+        params = list(sharded.module.parameters())
+        assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
+                   for p in params)
     finally:
         dist.destroy_process_group()

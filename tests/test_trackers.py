@@ -12,13 +12,13 @@ from polygraft.errors import ConfigError
 from polygraft.recipe import Recipe
 
 
-def train(tmp_path: Path, callbacks: list) -> Path:
+def train(tmp_path: Path, callbacks: list, steps: int = 6, resume: str | None = None) -> Path:
     recipe = Recipe.from_dict({
         "task": "classification", "backbone": "toy", "backbone_options": {"in_features": 4},
         "data": {"train": {"dataset": "synthetic-classification", "size": 48, "in_features": 4},
                  "val": {"dataset": "synthetic-classification", "size": 16, "in_features": 4, "seed": 1}},
-        "trainer": {"max_steps": 6, "batch_size": 8, "log_every": 2, "eval_every": 3, "progress": False},
-        "callbacks": callbacks, "output_dir": str(tmp_path / "run"),
+        "trainer": {"max_steps": steps, "batch_size": 8, "log_every": 2, "eval_every": 3, "progress": False},
+        "callbacks": callbacks, "output_dir": str(tmp_path / "run"), "resume": resume,
     })
     polygraft.run_recipe(recipe)
     return tmp_path / "run"
@@ -68,3 +68,20 @@ def test_trainer_tensorboard_is_gone_with_its_replacement_named() -> None:
         Recipe.from_dict({"task": "classification", "backbone": "toy",
                           "data": {"train": {"dataset": "synthetic-classification"}},
                           "trainer": {"tensorboard": True}})
+
+
+def test_a_resumed_run_goes_on_in_the_same_mlflow_run_and_tensorboard_events(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    callbacks = ["tensorboard", "mlflow"]
+    train(tmp_path, callbacks, steps=6)
+    run = train(tmp_path, callbacks, steps=9, resume="last")
+    client = MlflowClient(tracking_uri=(run / "mlruns").resolve().as_uri())
+    [found] = client.search_runs([client.get_experiment_by_name("polygraft").experiment_id])
+    expected = [(row["step"], row["train/loss"]) for row in rows(run) if "train/loss" in row]
+    assert [row[0] for row in expected] == [2, 4, 6, 8, 9]  # log_every 2 and the last step; the resume added 8, 9
+    history = sorted((m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train/loss"))
+    assert history == [(s, pytest.approx(v)) for s, v in expected]
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(s, pytest.approx(v)) for s, v in expected]

@@ -106,7 +106,7 @@ def fit(out: Path, name: str, *, model: str, distributed: str, steps: int, strat
 
 SUITES = {
     "compare": [
-        dict(name="toy-ddp", model="toy", distributed="ddp", steps=50),
+        dict(name="toy-ddp", model="toy", distributed="ddp", steps=50, tensorboard=True),  # on rank 0 only
         dict(name="toy-fsdp", model="toy", distributed="fsdp", steps=50),
         dict(name="bert-ddp", model="bert", distributed="ddp", steps=50),
         dict(name="bert-fsdp", model="bert", distributed="fsdp", steps=50),
@@ -138,7 +138,12 @@ def main() -> int:
     for job in SUITES[args.suite]:
         job = dict(job)
         stop = job.pop("stop", None)
-        result = fit(out, callbacks=(TermAt(stop),) if stop else (), **job)
+        callbacks: list[Callback] = [TermAt(stop)] if stop else []
+        if job.pop("tensorboard", False):
+            from polygraft.builtin.trackers import TensorBoardTracker
+
+            callbacks.append(TensorBoardTracker())
+        result = fit(out, callbacks=tuple(callbacks), **job)
         if stop and result.interrupted != "SIGTERM":
             print(f"{job['name']}: expected to stop at step {stop}, got {result.stop_reason}", file=sys.stderr)
             return 1

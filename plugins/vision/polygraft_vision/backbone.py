@@ -106,6 +106,38 @@ class TimmBackbone(Backbone):
             groups = [child for child in self.model.children() if any(True for _ in child.parameters())]
         return groups
 
+    def shard_units(self) -> list[nn.Module]:
+        """The stages ``trainer.distributed: fsdp`` shards one by one: for each layer group, the module that holds
+        exactly its parameters (the stage, e.g. ``layer2`` or ``blocks.3``), found at the group's common name
+        prefix; a group no single module holds (the stem of separate convolutions and norms) stays with the rest.
+
+        Example:
+            >>> import polygraft
+            >>> backbone = polygraft.create_backbone("timm", model_name="test_resnet")
+            >>> names = {id(m): name for name, m in backbone.model.named_modules()}
+            >>> [names[id(unit)] for unit in backbone.shard_units()]
+            ['layer1.0', 'layer2.0', 'layer3.0', 'layer4.0']
+        """
+        names = {id(m): name for name, m in self.model.named_modules()}
+        units: list[nn.Module] = []
+        for group in self.layer_groups():
+            members = list(group.children()) if isinstance(group, nn.ModuleList) else [group]
+            paths = [names[id(m)].split(".") for m in members if id(m) in names]
+            if not paths or len(paths) != len(members):
+                continue
+            common: list[str] = []
+            for parts in zip(*paths):
+                if len(set(parts)) > 1:
+                    break
+                common.append(parts[0])
+            if not common:
+                continue
+            unit = self.model.get_submodule(".".join(common))
+            held = {id(p) for m in members for p in m.parameters()}
+            if unit is not self.model and {id(p) for p in unit.parameters()} == held:
+                units.append(unit)
+        return units
+
 
 
 def _hub_model(weights: str, model_name: str | None, **kwargs: Any) -> nn.Module:
