@@ -30,8 +30,8 @@ def start(command: list[str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def finish(process: subprocess.Popen, timeout: float = 400) -> subprocess.CompletedProcess:
-    """Wait; on time-out kill the whole group (no orphaned ranks)."""
+def finish(process: subprocess.Popen, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Wait; a hang guard (not a speed limit): past half an hour kill the whole group (no orphaned ranks)."""
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
