@@ -43,6 +43,10 @@ def polygraft_register_datasets(register: Register) -> None:
         description="CSV/TSV/JSONL file: text column, optional text-pair and label columns (path=...).",
     ))
     register(DatasetSpec(
+        name="hf-dataset", factory=f"{_PKG}.datasets.arrow:HFDatasetSource", modality="text", target="class",
+        description="Local Parquet/Arrow files or a save_to_disk folder via datasets, memory-mapped (path=...).",
+    ))
+    register(DatasetSpec(
         name="text-lines", factory=f"{_PKG}.datasets.files:TextLinesSource", modality="text", target="none",
         description="Plain-text corpus, one document per line (MLM pretraining).",
     ))
