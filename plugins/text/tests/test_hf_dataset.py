@@ -53,3 +53,23 @@ def test_bad_paths_columns_and_rows_name_the_file(tmp_path: Path) -> None:
     source = polygraft.load_dataset("hf-dataset", path=str(path), cache_dir=str(tmp_path / "c"))
     with pytest.raises(DataError, match=r"reviews\.parquet.*empty text in column 'text' at row 1"):
         source[1]
+
+
+def test_without_the_datasets_package_the_error_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from polygraft.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ConfigError, match=r"needs the datasets package: pip install -r requirements/scale\.txt"):
+        polygraft.load_dataset("hf-dataset", path=str(tmp_path))
+
+
+def test_a_tiny_bert_trains_from_parquet(tmp_path: Path, tiny) -> None:
+    pq.write_table(pa.table({"text": ROWS["review"] * 4, "label": ROWS["stars"] * 4}), tmp_path / "train.parquet")
+    data = polygraft.load_dataset("hf-dataset", path=str(tmp_path / "train.parquet"), cache_dir=str(tmp_path / "c"))
+    task = polygraft.create_task("classification", backbone="bert", label_names=data.label_names,
+                                 backbone_options=tiny)
+    result = polygraft.Trainer({"max_steps": 3, "batch_size": 4, "progress": False},
+                               output_dir=tmp_path / "run").fit(task, train_data=data)
+    assert result.history and (tmp_path / "run" / "model").is_dir()

@@ -27,7 +27,7 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from polygraft.errors import DataError
+from polygraft.errors import ConfigError, DataError
 from polygraft.interfaces.datasource import DataSource
 
 SUFFIXES = (".parquet", ".arrow")
@@ -52,7 +52,11 @@ def _files(path: str) -> list[Path]:
 
 
 def _open(path: str, split: str | None, cache_dir: str | None) -> Any:
-    import datasets
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ConfigError(f"dataset hf-dataset needs the datasets package: pip install -r requirements/scale.txt "
+                          f"({exc})") from None
 
     folder = Path(path)
     if folder.is_dir() and ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
