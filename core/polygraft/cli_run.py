@@ -72,15 +72,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import polygraft
+    from polygraft.errors import ConfigError
     from polygraft.features import move_to_device
 
-    task = polygraft.load(args.run_dir)
+    fields = _fields(args.field)
+    if fields and args.inputs:
+        raise ConfigError("give inputs or --field NAME=VALUE options (one example built from the fields), not both")
+    if not fields and not args.inputs:
+        raise ConfigError("give an input to predict (a text, an image or audio path...) or --field NAME=VALUE")
+    task = _predicting_module(args.run_dir)
     pre = task.backbone.preprocessor
     pipeline = task.data_pipeline(training=False)
+    shown: list[Any] = [fields] if fields else list(args.inputs)
     results = []
-    for value in args.inputs:
-        example = pre.read_input(value)
+    for value in shown:
+        example = pre.read_fields(value) if fields else pre.read_input(value)
         batch = pipeline.collate([pipeline.prepare(example)])
         prediction = task.predict(move_to_device(batch, next(task.parameters()).device))[0]
         results.append({"input": value, **prediction})
@@ -94,11 +100,51 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fields(pairs: list[str] | None) -> dict[str, str]:
+    """``--field NAME=VALUE`` options as a dict (a name given twice is an error)."""
+    from polygraft.errors import ConfigError
+
+    fields: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--field takes NAME=VALUE, got {pair!r}")
+        if name.strip() in fields:
+            raise ConfigError(f"--field {name.strip()} is given twice")
+        fields[name.strip()] = value
+    return fields
+
+
+def _predicting_module(run_dir: str) -> Any:
+    """The run's task, or for a pretraining run whose objective can predict from the saved backbone alone (it
+    saved ``objective_options``, as ``clm``), that objective rebuilt around the backbone."""
+    import polygraft
+    from polygraft.errors import ConfigError
+    from polygraft.interfaces import Backbone
+    from polygraft.model_io import find_model_dir, read_model_config
+
+    module = polygraft.load(run_dir)
+    if not isinstance(module, Backbone):
+        return module
+    config = read_model_config(find_model_dir(run_dir))
+    objective, options = config.get("objective"), config.get("objective_options")
+    if not objective or not isinstance(options, dict):
+        raise ConfigError(f"{run_dir} holds a pretrained backbone ({objective or 'no objective'}) whose objective "
+                          "heads were not saved, so it has nothing to predict; fine-tune it (weights: "
+                          f"{run_dir}) and predict with that run")
+    return polygraft.create_objective(objective, backbone=module, **options).to(next(module.parameters()).device).eval()
+
+
 def _human(result: dict[str, Any]) -> str:
     if "label" in result:
         top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
+    if "answer" in result:
+        where = f"characters {result['start']}–{result['end']}" if result["answer"] else "no answer"
+        return f"{result['answer']!r} ({where}, score {result['score']:.3f})"
+    if "continuation" in result:
+        return str(result["text"])
     return json.dumps(result)
 
 
@@ -157,8 +203,11 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths")
     p.add_argument("run_dir")
-    p.add_argument("inputs", nargs="+", help="inputs as the model's preprocessor reads them (Preprocessor.read_input): "
+    p.add_argument("inputs", nargs="*", help="inputs as the model's preprocessor reads them (Preprocessor.read_input): "
                    "a text, an image or audio file path, a JSON vector...")
+    p.add_argument("--field", action="append", metavar="NAME=VALUE",
+                   help="one named part of a single example (repeatable), read by Preprocessor.read_fields: "
+                        "--field question='Who?' --field context='...' for question answering")
     p.add_argument("--json", action="store_true")
     p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
     p.set_defaults(func=cmd_predict)
