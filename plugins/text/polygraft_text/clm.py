@@ -57,6 +57,11 @@ def generation_settings(values: Mapping[str, Any], defaults: Mapping[str, Any], 
     return settings
 
 
+def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
+    """Text of token ids without special tokens, with the usual spaces before punctuation taken out."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True)
+
+
 class NextTokenPipeline(DataPipeline):
     """Tokenize (``<bos> text <eos>``), pad per batch; generation overrides of an example go to ``meta``."""
 
@@ -153,8 +158,8 @@ class CausalLanguageModeling(PretrainingObjective):
                 prompt = prompt[:-1]  # continue the text instead of starting after its end
             new = self._generate(model, prompt, settings)
             results.append({
-                "continuation": pre.tokenizer.decode(new, skip_special_tokens=True),
-                "text": pre.tokenizer.decode([*prompt.tolist(), *new], skip_special_tokens=True),
+                "continuation": _decode(pre.tokenizer, new),
+                "text": _decode(pre.tokenizer, [*prompt.tolist(), *new]),
                 "tokens": len(new),
                 "stopped": "end" if new and new[-1] == pre.eos_id else "max_new_tokens",
             })

@@ -95,7 +95,8 @@ def test_greedy_generation_is_the_argmax_loop_and_top_k_is_seeded(clm) -> None:
     prompt = batch["inputs"]["input_ids"][0, :-1].tolist()  # the end token is dropped to continue the text
     expected = _argmax_continuation(clm, prompt, 6)
     tokenizer = clm.backbone.preprocessor.tokenizer
-    assert result["continuation"] == tokenizer.decode(expected, skip_special_tokens=True)
+    assert result["continuation"] == tokenizer.decode(expected, skip_special_tokens=True,
+                                                      clean_up_tokenization_spaces=True)
     assert result["tokens"] == len(expected) and result["text"].startswith("the cat")
 
     def sample(seed: str, top_k: str = "5") -> dict:
