@@ -182,7 +182,7 @@ def run_check(name: str, args: argparse.Namespace, device: Any, sync: Callable[[
     import torch
 
     import polygraft
-    from polygraft.training.callbacks import Callback
+    from polygraft.interfaces import Callback
 
     profile = SIZES[args.size]
     warmup = max(1, min(args.warmup, args.steps - 1))

@@ -2,7 +2,7 @@
 
 For every recipe named (default: the four in ``examples/speech``), the task is built exactly as
 ``polygraft finetune RECIPE`` builds it (recipe, catalog, label names from the training split, strategies), and
-trained for ``--steps`` optimizer steps through core's own training DataLoader (``polygraft.training.data.
+trained for ``--steps`` optimizer steps through core's own training DataLoader (``polygraft.inputs.loaders.
 make_loader``: the recipe's batch size, length grouping and ``--num-workers``). Each step is timed in two parts:
 
 * **data**: waiting for the next batch (``next(loader)``): with ``num_workers=0`` that is decoding the WAVs,
@@ -61,10 +61,10 @@ def measure(path: Path, *, steps: int, warmup: int, num_workers: int, overrides:
     import torch
 
     from polygraft.finetune import build_strategies
+    from polygraft.inputs.datasets import raise_worker_errors
+    from polygraft.inputs.loaders import SingleProcess, make_loader
     from polygraft.plugins import build_catalog
     from polygraft.recipe import Recipe, build_module, load_split
-    from polygraft.training.data import checked, make_loader
-    from polygraft.training.distributed import DistributedContext
 
     recipe = Recipe.from_yaml(path, overrides=overrides)
     catalog = build_catalog()
@@ -76,17 +76,20 @@ def measure(path: Path, *, steps: int, warmup: int, num_workers: int, overrides:
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.trainer.lr, fused=True)
-    loader = make_loader(train, module.data_pipeline(training=True), batch_size=recipe.trainer.batch_size,
-                         shuffle=True, seed=recipe.trainer.seed, drop_last=False, num_workers=num_workers,
-                         dist=DistributedContext(), pin_memory=False, group_by_length=recipe.trainer.group_by_length)
-    batches = checked(loader)
+    pipeline = module.data_pipeline(training=True)
+    grouped = recipe.trainer.group_by_length
+    lengths = (train.lengths() or pipeline.lengths(train)) if grouped else None
+    loader = make_loader(train, pipeline, batch_size=recipe.trainer.batch_size, shuffle=True,
+                         seed=recipe.trainer.seed, drop_last=False, num_workers=num_workers, ranks=SingleProcess(),
+                         pin_memory=False, lengths=lengths, group_by_length=grouped)
+    batches = raise_worker_errors(loader)
     data_s, compute_s, samples = [], [], []
     for step in range(warmup + steps):
         start = time.perf_counter()
         try:
             batch = next(batches)
         except StopIteration:  # a short (smoke) data set: start another epoch
-            batches = checked(loader)
+            batches = raise_worker_errors(loader)
             batch = next(batches)
         ready = time.perf_counter()
         output = module({key: value for key, value in batch.items()})

@@ -233,8 +233,7 @@ def run_accelerate(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_polygraft(ctx: dict[str, Any]) -> dict[str, Any]:
     import polygraft
-    from polygraft.interfaces import ListSource
-    from polygraft.training.callbacks import Callback
+    from polygraft.interfaces import Callback, ListSource
 
     stamps: list[tuple[float, float]] = []
     losses: list[float] = []

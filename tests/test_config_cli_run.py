@@ -87,7 +87,7 @@ def test_finetune_evaluate_predict_from_the_command_line(tmp_path: Path, capsys:
     assert evaluated["metrics"]["test/accuracy"] == pytest.approx(results["test/accuracy"])
 
     assert main(["predict", str(run), json.dumps([0.0] * 6), "--json"]) == 0
-    prediction = json.loads(capsys.readouterr().out)
+    prediction, = json.loads(capsys.readouterr().out)  # --json is always a list, one entry per input
     assert prediction["label"] in {"class_0", "class_1", "class_2"}
     assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 

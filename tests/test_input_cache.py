@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 import polygraft
 from polygraft.builtin.toy import VectorPreprocessor
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces import DataPipeline, DataSource, ListSource
-from polygraft.training.cache import DiskCache
-from polygraft.training.callbacks import Callback
+from polygraft.inputs.cache.disk import DiskCache
+from polygraft.inputs.cache.plan import InputCache
+from polygraft.interfaces import Callback, DataPipeline, DataSource, ListSource
 from polygraft.training.config import TrainerConfig
-from polygraft.training.prepared import InputCache, planned_reads
+from polygraft.training.schedule import StepPlan
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_cached.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -135,7 +135,10 @@ def test_undeclared_pipeline_is_kept_for_evaluation_but_trains_uncached_unless_i
     other = InputCache("auto").prepare(source, Undeclared(Scaled()), split="train", training=True, passes=2,
                                        reference=Undeclared(Scaled(scale=2.0)))
     assert other.kind == "decoded" and "does not declare deterministic" in other.note
-    unknown = VectorPreprocessor(4)  # third-party default: deterministic unknown
+    class Unknown(VectorPreprocessor):
+        deterministic = None  # a third-party preprocessor that declares nothing
+
+    unknown = Unknown(4)
     assert InputCache("auto").prepare(source, Undeclared(unknown), split="train", training=True, passes=2,
                                       reference=Undeclared(unknown)).kind == "decoded"
 
@@ -257,9 +260,16 @@ def test_memory_budget_falls_back_to_disk() -> None:
 
 
 def test_planned_reads() -> None:
-    assert planned_reads(TrainerConfig(max_epochs=3, batch_size=8), 96, 1) == (3, 3)
-    assert planned_reads(TrainerConfig(max_steps=5, batch_size=8), 96, 1) == (1, 1)
-    assert planned_reads(TrainerConfig(max_steps=30, batch_size=8, eval_every=10), 96, 2) == (5, 4)
+    def reads(config: TrainerConfig, size: int, world: int) -> tuple[int, int]:
+        plan = StepPlan.of(config, train_size=size, world_size=world)
+        return plan.epochs, plan.validations
+
+    assert reads(TrainerConfig(max_epochs=3, batch_size=8), 96, 1) == (3, 3)
+    assert reads(TrainerConfig(max_steps=5, batch_size=8), 96, 1) == (1, 1)
+    assert reads(TrainerConfig(max_steps=30, batch_size=8, eval_every=10), 96, 2) == (5, 4)
+    # accumulation: 12 batches of 8 in chunks of 5 are steps of 5, 5 and 2 per epoch
+    plan = StepPlan.of(TrainerConfig(max_epochs=2, batch_size=8, grad_accum=5), train_size=96, world_size=1)
+    assert (plan.steps_per_epoch, plan.max_steps) == (3, 6)
 
 
 # --------------------------------------------------------------------------------------------- trainer

@@ -336,10 +336,30 @@ def test_core_builtins_conform() -> None:
     report = check_plugin("polygraft", check_imports=False, options={
         "toy": {"in_features": 3}, "synthetic-classification": {"in_features": 3, "size": 8}},
         examples={"toy": [{"x": s["x"]} for s in sequences], "task:ctc": sequences,
-                  "task:classification": [{"x": [0.0, 1.0, 2.0], "label": "a"}, {"x": [2.0, 1.0, 0.0], "label": "b"}]},
+                  "task:classification": [{"x": [0.0, 1.0, 2.0], "label": "a"}, {"x": [2.0, 1.0, 0.0], "label": "b"}],
+                  "task:metric-learning": [{"x": [0.0, 1.0, 2.0], "label": "ann"}, {"x": [0.1, 1.0, 2.0], "label": "ann"},
+                                           {"x": [2.0, 1.0, 0.0], "label": "bo"}, {"x": [2.0, 1.1, 0.0], "label": "bo"}]},
         skip={"task:token-classification": "needs a backbone that maps tokens to words (polygraft-text's bert)",
               "task:question-answering": "needs a backbone that encodes question+context pairs (polygraft-text)",
-              "task:detection": "needs a maps backbone (polygraft-vision) and label_names from the data"})
+              "task:detection": "needs a maps backbone (polygraft-vision) and label_names from the data",
+              "task:segmentation": "needs a maps backbone (polygraft-vision); tests/test_segmentation.py trains it"})
     checked = {result.component for result in report.results if result.status == "ok"}
     assert {"task 'ctc' on backbone 'toy'", "task 'classification' on backbone 'toy'", "strategy 'lora'",
+            "task 'metric-learning' on backbone 'toy'",
             "callback 'early-stopping'", "dataset 'synthetic-classification'"} <= checked
+
+
+def test_with_plugins_sharing_a_name_checks_the_plugins_own_claim(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dependency (with_plugins) that registers a name the checked plugin registers too: the bare name is
+    ambiguous between two third-party plugins, so the kit checks the plugin's own claim by its qualified name
+    instead of crashing with DuplicateComponentError."""
+    import importlib
+
+    mine = write_plugin(tmp_path, {}, {}, monkeypatch)
+    other = write_plugin(tmp_path, {}, {}, monkeypatch)
+    report = check_plugin(mine, check_imports=False, check_installed_names=False,
+                          with_plugins=[("other", importlib.import_module(other))], raise_on_failure=False)
+    checked = {result.component for result in report.results if result.status == "ok"}
+    assert f"dataset '{mine}:probe-rows'" in checked and f"backbone '{mine}:probe-mlp'" in checked, report
+    assert not any("DuplicateComponentError" in result.message for result in report.results), report

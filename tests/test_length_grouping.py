@@ -9,10 +9,9 @@ import torch
 
 import polygraft
 from polygraft.errors import ConfigError
+from polygraft.inputs.samplers import LengthGroupedSampler, ResumableSampler, ShardSampler
 from polygraft.interfaces import ListSource
 from polygraft.training.config import TrainerConfig
-from polygraft.training.distributed import ResumableSampler, ShardSampler
-from polygraft.training.length_grouping import LengthGroupedSampler
 
 _rng = random.Random(0)
 LENGTHS = [_rng.randint(3, 60) for _ in range(203)]

@@ -74,7 +74,7 @@ def test_generated_recipe_finetunes_and_predicts(generated: tuple[Path, Path]) -
     assert json.loads(trained.stdout)["metrics"]["test/accuracy"] >= 0.75  # two well separated classes
     predicted = run(POLYGRAFT, "predict", "runs/tabular", "10.2,9.8,11.0,10.4", "--json", site=site, cwd=project)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
-    assert json.loads(predicted.stdout)["label"] == "a"
+    assert json.loads(predicted.stdout)[0]["label"] == "a"
 
 
 def test_layout_and_pyproject(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import polygraft
+from polygraft.builtin.callbacks import BestCheckpoint, EarlyStopping
 from polygraft.errors import DataError, TrainingError
 from polygraft.interfaces import ListSource
-from polygraft.training.builtin_callbacks import BestCheckpoint, EarlyStopping
 from polygraft.training.config import TrainerConfig
 
 

@@ -1,6 +1,10 @@
 """The trainer adds nothing to the maths: a plain PyTorch loop with the same model, data order, seed, optimizer
 and schedule ends with bit-identical weights (CPU, fp32, full strategy), for a fine-tuning task and a pretraining
-objective, with and without gradient accumulation. In the spirit of Lightning Fabric's parity tests."""
+objective, with and without gradient accumulation. In the spirit of Lightning Fabric's parity tests.
+
+With accumulation the epoch's batches are stepped in chunks of ``grad_accum``; an epoch whose batch count is not a
+multiple of it ends with a shorter chunk that is stepped too, its loss averaged over the micro-batches it has (the
+data below has 5 batches per epoch, so accumulating 2 gives steps of 2, 2 and 1 batches)."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ SEED, LR, EPOCHS = 7, 3e-3, 2
 
 def plain_loop(module: TrainingModule, data: DataSource, *, batch_size: int, grad_accum: int) -> None:
     """What the trainer does, written out by hand: AdamW (fused on CPU, as torch recommends there), the seeded
-    epoch order torch's DistributedSampler gives (seed + epoch), loss / grad_accum, one step per accumulation."""
+    epoch order torch's DistributedSampler gives (seed + epoch), one step per chunk of ``grad_accum`` batches with
+    each loss divided by the chunk's length (the epoch's last chunk may be shorter)."""
     torch.manual_seed(SEED)
     optimizer = torch.optim.AdamW(module.parameters(), lr=LR, weight_decay=0.0, fused=True)
     pipeline = module.data_pipeline(training=True)
@@ -26,12 +31,13 @@ def plain_loop(module: TrainingModule, data: DataSource, *, batch_size: int, gra
     for epoch in range(EPOCHS):
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(SEED + epoch)).tolist()
         batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-        for number, indices in enumerate(batches, start=1):
-            batch = pipeline.collate([pipeline.prepare(data[i]) for i in indices])
-            (module(batch).loss / grad_accum).backward()
-            if number % grad_accum == 0:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+        for first in range(0, len(batches), grad_accum):
+            chunk = batches[first:first + grad_accum]
+            for indices in chunk:
+                batch = pipeline.collate([pipeline.prepare(data[i]) for i in indices])
+                (module(batch).loss / len(chunk)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
 
 def with_trainer(module: TrainingModule, data: DataSource, *, batch_size: int, grad_accum: int) -> None:

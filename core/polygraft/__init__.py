@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from polygraft.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from polygraft.version import PLUGIN_API, __version__
 
 _LAZY = {
     "create_backbone": "polygraft.api",
@@ -23,12 +22,14 @@ _LAZY = {
     "load_dataset": "polygraft.api",
     "list_components": "polygraft.api",
     "load": "polygraft.api",
+    "resolve_weights": "polygraft.api",
     "build_catalog": "polygraft.plugins",
     "Features": "polygraft.features",
     "Trainer": "polygraft.training.trainer",
     "TrainerConfig": "polygraft.training.config",
     "Recipe": "polygraft.recipe",
     "run_recipe": "polygraft.recipe",
+    "TruncationCounter": "polygraft.builtin.callbacks",
 }
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
         list_components,
         load,
         load_dataset,
+        resolve_weights,
     )
+    from polygraft.builtin.callbacks import TruncationCounter
     from polygraft.features import Features
     from polygraft.plugins import build_catalog
     from polygraft.recipe import Recipe, run_recipe
@@ -47,10 +50,12 @@ if TYPE_CHECKING:
     from polygraft.training.trainer import Trainer
 
 __all__ = [
+    "PLUGIN_API",
     "Features",
     "Recipe",
     "Trainer",
     "TrainerConfig",
+    "TruncationCounter",
     "__version__",
     "build_catalog",
     "create_backbone",
@@ -60,6 +65,7 @@ __all__ = [
     "list_components",
     "load",
     "load_dataset",
+    "resolve_weights",
     "run_recipe",
 ]
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from polygraft.components import build
 from polygraft.errors import ConfigError, IncompatibleComponentsError, UnknownComponentError, WeightsError
+from polygraft.paths import exists
 from polygraft.plugins import Catalog, build_catalog
 from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec, WeightsSpec
 
@@ -66,7 +67,9 @@ def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> 
                 f"use create_backbone({spec.backbone!r}, weights={name!r})"
             )
         return str(spec.load_factory()()), dict(spec.backbone_options)
-    if Path(name).expanduser().exists() or "/" in name or name.startswith("hf-hub:"):
+    if exists(name) or "/" in name or name.startswith("hf-hub:"):
+        if len(name) > 4096:
+            raise WeightsError(f"weights {name[:60]!r}... is {len(name):,} characters long: not a path or a name")
         return name, {}
     known = ", ".join(registry.names()) or "none"
     raise WeightsError(
@@ -98,16 +101,15 @@ def create_backbone(name: str, *, weights: str | Path | None = None, catalog: Ca
         return _backbone_from_model_dir(name, model_dir, catalog=catalog, **options)
     path, preset = (None, {}) if weights is None else resolve_weights(weights, backbone=name, catalog=catalog)
     build_options = {**preset, **options}
-    backbone = build(catalog, "backbone", name, build_options, where="backbone_options", weights=path)
-    if not backbone.build_options:
-        backbone.build_options = dict(build_options)
-    return backbone
+    return build(catalog, "backbone", name, build_options, where="backbone_options", weights=path)
 
 
 def _backbone_from_model_dir(name: str, model_dir: Path, *, catalog: Catalog, **options: Any) -> Backbone:
     """A backbone rebuilt from a polygraft model directory (its saved options) with its saved weights."""
     from polygraft.model_io import backbone_options, read_model_config, weights_file
+    from polygraft.run import RunDirectory
 
+    RunDirectory(model_dir.parent if model_dir.name == "model" else model_dir, enabled=False).check_finished()
     config = read_model_config(model_dir)
     saved = config["backbone"]["name"]
     registry = catalog.registry("backbone")
@@ -115,8 +117,6 @@ def _backbone_from_model_dir(name: str, model_dir: Path, *, catalog: Catalog, **
         raise IncompatibleComponentsError(f"{model_dir} holds a {saved!r} backbone, not {name!r}; use backbone: {saved}")
     built = {**backbone_options(config, model_dir), **options}
     backbone = build(catalog, "backbone", name, built, where="backbone_options", weights=None)
-    if not backbone.build_options:
-        backbone.build_options = dict(built)
     prefix = "" if config["kind"] == "backbone" else "backbone."
     from polygraft.model_io import load_weights_into
 
@@ -154,6 +154,10 @@ def create_task(name: str, *, backbone: str | Backbone, label_names: Sequence[st
         backbone = create_backbone(backbone, weights=weights, catalog=catalog, **(backbone_options or {}))
     elif backbone.spec_name in catalog.registry("backbone"):
         check_compatible(spec, catalog.get("backbone", backbone.spec_name))  # type: ignore[arg-type]
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or not 1 <= num_classes <= 1_000_000):
+        raise ConfigError(f"task {name!r}: num_classes must be a whole number between 1 and 1,000,000, got "
+                          f"{num_classes!r}")
     if label_names is None:
         if num_classes is None:
             raise IncompatibleComponentsError(f"task {name!r} needs label_names=[...] or num_classes=N")
@@ -203,24 +207,35 @@ def load(path: str | Path, *, catalog: Catalog | None = None) -> Any:
         find_model_dir,
         load_weights_into,
         read_model_config,
+        version_changes,
         weights_file,
     )
+    from polygraft.run import RunDirectory
 
     catalog = catalog or build_catalog()
+    RunDirectory(path, enabled=False).check_finished()  # a run that stopped or crashed: say so first
     model_dir = find_model_dir(path)
     if model_dir is None:
         raise WeightsError(f"{path}: no polygraft.json here or in {Path(path) / 'model'}; is it a polygraft run?")
+    RunDirectory(model_dir.parent if model_dir.name == "model" else model_dir, enabled=False).check_finished()
     config = read_model_config(model_dir)
-    if config["kind"] == "backbone":
-        model: Any = create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
-        backbone = model
-    else:
-        backbone = build(catalog, "backbone", config["backbone"]["name"], backbone_options(config, model_dir),
-                         where=f"{model_dir}/polygraft.json", weights=None)
-        model = build(catalog, "task", config["task"], config.get("options", {}), where=f"{model_dir}/polygraft.json",
-                      backbone=backbone, label_names=config["label_names"])
-        load_weights_into(model, weights_file(model_dir))
-    _check_preprocessing(backbone, config.get("preprocessing"), model_dir)
+    try:
+        if config["kind"] == "backbone":
+            model: Any = create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
+            backbone = model
+        else:
+            backbone = build(catalog, "backbone", config["backbone"]["name"], backbone_options(config, model_dir),
+                             where=f"{model_dir}/polygraft.json", weights=None)
+            model = build(catalog, "task", config["task"], config.get("options", {}),
+                          where=f"{model_dir}/polygraft.json", backbone=backbone, label_names=config["label_names"])
+            load_weights_into(model, weights_file(model_dir))
+        _check_preprocessing(backbone, config.get("preprocessing"), model_dir)
+    except (WeightsError, ConfigError) as exc:
+        changes = version_changes(config)
+        if not changes:
+            raise
+        raise type(exc)(f"{exc}. The model was saved with {', '.join(changes)}: a component may have changed "
+                        "since; load it with the versions it was saved with, or train it again") from None
     model.eval()
     return model
 

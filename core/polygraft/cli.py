@@ -20,8 +20,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from polygraft import __version__
+from polygraft.cli_export import add_commands as add_export_commands
 from polygraft.cli_run import add_commands as add_training_commands
 from polygraft.errors import PolygraftError
 from polygraft.specs import KIND_PLURALS
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     add_training_commands(sub)  # finetune, pretrain, evaluate, predict (cli_run.py)
+    add_export_commands(sub)  # export, serve (cli_export.py)
 
     p = sub.add_parser("new-plugin", help="write a new plugin distribution to start from (backbone, preprocessor, "
                        "dataset, recipe, tests)")
@@ -151,14 +154,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plugin_commands(reserved: set[str]) -> dict[str, Any]:
+    """Commands plugins register (``polygraft_register_commands``), by name; a plugin command named like a core
+    command is left out (the core command wins; ``polygraft plugins`` shows the plugin's spec)."""
+    from polygraft.plugins import build_catalog
+
+    registry = build_catalog().registry("command")
+    return {name: registry.get(name) for name in registry.names() if name not in reserved}
+
+
+def run_plugin_command(spec: Any, argv: list[str]) -> int:
+    """Import the plugin command's entry point and run it with the arguments after its name."""
+    main = spec.load_factory()
+    result = main(argv)
+    return int(result or 0)
+
+
+DASH_INPUT = "\x00input:"
+"""Marks a ``predict`` input that starts with ``-`` (``-1.5,2.0``, ``-``) so argparse does not take it for an option."""
+
+
+def _looks_like_option(value: str) -> bool:
+    return value.startswith("--") and len(value) > 2 and value[2:3].isalpha()
+
+
+def _protect_dash_inputs(argv: list[str]) -> list[str]:
+    """For ``predict``: arguments after the run directory that start with ``-`` but are no option (a negative
+    number, a CSV row, ``-`` for standard input) are inputs."""
+    if not argv or argv[0] != "predict":
+        return argv
+    options = {"--json", "--draw", "--file", "--field", "-h", "--help"}
+    out, expect_value = [], False
+    for index, value in enumerate(argv):
+        if index == 0 or expect_value or value in options or value.split("=", 1)[0] in options:
+            expect_value = value in ("--draw", "--file", "--field")
+            out.append(value)
+        elif value.startswith("-") and not _looks_like_option(value):
+            out.append(DASH_INPUT + value)
+        else:
+            out.append(value)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
-    positional = "items" if hasattr(args, "items") else "overrides" if hasattr(args, "overrides") else None
-    if extras and positional and not any(extra.startswith("-") for extra in extras):
-        setattr(args, positional, [*getattr(args, positional), *extras])  # overrides written after the options
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    first = next((value for value in argv if not value.startswith("-")), None)
+    if first is None or first not in sub.choices:  # a plugin's command, or help listing them
+        try:
+            commands = plugin_commands(set(sub.choices))
+        except PolygraftError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if first in commands:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            rest = argv[argv.index(first) + 1:]
+            try:
+                return run_plugin_command(commands[first], rest)
+            except PolygraftError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        for name, spec in commands.items():
+            sub.add_parser(name, help=f"{spec.description or 'a plugin command'} (plugin command)", add_help=False)
+    args, extras = parser.parse_known_args(_protect_dash_inputs(argv))
+    extras = [extra.removeprefix(DASH_INPUT) for extra in extras]
+    if hasattr(args, "inputs"):
+        args.inputs = [value.removeprefix(DASH_INPUT) for value in args.inputs]
+    positional = next((name for name in ("items", "overrides", "inputs") if hasattr(args, name)), None)
+    if extras and positional and not any(_looks_like_option(extra) for extra in extras):
+        setattr(args, positional, [*getattr(args, positional), *extras])  # positionals written after the options
     elif extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        parser.error(f"unrecognized arguments: {' '.join(extras)} (an input that starts with '--' goes after '--')")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -38,20 +40,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.recipe} has no {wanted!r}; run it with `polygraft {other}`")
     if args.json:
         recipe.trainer.progress = False
+    if args.overwrite:
+        recipe.overwrite = True
     result = run_recipe(recipe)
     _print_metrics(result.metrics, args.json, {"run_dir": str(result.run_dir), "stopped": result.stop_reason,
                                                "skipped": result.skipped})
+    if result.interrupted:
+        from polygraft.training.signals import EXIT_CODES
+
+        return EXIT_CODES[result.interrupted]  # 128 + the signal: what a scheduler expects of a stopped job
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import polygraft
-    from polygraft.errors import ConfigError, DataError
-    from polygraft.recipe import Recipe, load_split, report_skips
+    from polygraft.errors import ConfigError
+    from polygraft.recipe import Recipe, check_evaluation_labels, load_split, report_skips
     from polygraft.run import RunDirectory
     from polygraft.training.trainer import Trainer
 
     run = RunDirectory(args.run_dir, enabled=False)
+    run.check_finished()
     recipe = Recipe.from_dict(run.read_config(), overrides=args.overrides, where=str(run.config_file))
     catalog = polygraft.build_catalog()
     split = args.split or ("test" if "test" in recipe.data else "val")
@@ -60,10 +69,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"the recipe of {run.path} has no data.{split}; pass --split or data.{split}.dataset=...")
     report_skips(split, data)
     module = polygraft.load(run.path, catalog=catalog)
-    unknown = module.unknown_labels(data)
-    if unknown:
-        raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
-                        f"{module.label_names}")
+    check_evaluation_labels(module, split, data)
     recipe.trainer.progress = False
     metrics = Trainer(recipe.trainer).evaluate(module, data, prefix=split)
     _print_metrics(metrics, args.json, {"run_dir": str(run.path), "split": split,
@@ -71,48 +77,78 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+SHOWN_INPUT = 200
+"""Characters of an input echoed back in predictions (a long text is shortened, never printed whole)."""
+
+
+def prediction_inputs(args: argparse.Namespace) -> list[str]:
+    """The positional inputs, with ``-`` replaced by the lines of standard input and ``--file F`` by the lines of
+    ``F`` (one input per line, blank lines skipped)."""
     from polygraft.errors import ConfigError
-    from polygraft.features import move_to_device
 
-    fields = _fields(args.field)
-    if fields and args.inputs:
-        raise ConfigError("give inputs or --field NAME=VALUE options (one example built from the fields), not both")
-    if not fields and not args.inputs:
-        raise ConfigError("give an input to predict (a text, an image or audio path...) or --field NAME=VALUE")
-    task = _predicting_module(args.run_dir)
-    pre = task.backbone.preprocessor
-    pipeline = task.data_pipeline(training=False)
-    shown: list[Any] = [fields] if fields else list(args.inputs)
-    results = []
-    for value in shown:
-        example = pre.read_fields(value) if fields else pre.read_input(value)
-        batch = pipeline.collate([pipeline.prepare(example)])
-        prediction = task.predict(move_to_device(batch, next(task.parameters()).device))[0]
-        results.append({"input": value, **prediction})
-        if args.draw:
-            task.draw_predictions(example, prediction, args.draw)
-    if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
-    else:
-        for result in results:
-            print(_human(result))
-    return 0
+    values: list[str] = []
+    for value in args.inputs:
+        if value == "-":
+            values.extend(line for line in sys.stdin.read().splitlines() if line.strip())
+        else:
+            values.append(value)
+    for file in args.file or []:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read inputs ({type(exc).__name__}: {exc}); give a UTF-8 text file "
+                              "with one input per line") from None
+        values.extend(line for line in text.splitlines() if line.strip())
+    return values
 
 
-def _fields(pairs: list[str] | None) -> dict[str, str]:
-    """``--field NAME=VALUE`` options as a dict (a name given twice is an error)."""
+def parse_fields(items: list[str]) -> dict[str, str]:
+    """``--field name=value`` options as a mapping (a name given twice is an error)."""
     from polygraft.errors import ConfigError
 
     fields: dict[str, str] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
+    for item in items:
+        name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"--field takes NAME=VALUE, got {pair!r}")
+            raise ConfigError(f"--field takes NAME=VALUE (e.g. --field text='a fine film'), got {item!r}")
         if name.strip() in fields:
             raise ConfigError(f"--field {name.strip()} is given twice")
         fields[name.strip()] = value
     return fields
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from polygraft.errors import ConfigError
+
+    values = prediction_inputs(args)
+    fields = parse_fields(args.field or [])
+    if not values and not fields:
+        raise ConfigError("give something to predict: inputs as arguments, '-' for standard input, --file F (one "
+                          "input per line) or --field NAME=VALUE")
+    task = _predicting_module(args.run_dir)
+    pre = task.backbone.preprocessor
+    examples = [pre.read_input(value) for value in values]
+    shown: list[Any] = [_short(value) for value in values]
+    if fields:
+        examples.append(pre.read_fields(fields))
+        shown.append({name: _short(value) for name, value in fields.items()})
+    predictions = task.predict_examples(examples)
+    if len(predictions) == len(examples):  # one answer per input (the default)
+        results = [{"input": given, **prediction} for given, prediction in zip(shown, predictions)]
+        if args.draw:
+            for example, result in zip(examples, results):
+                task.draw_predictions(example, result, args.draw)
+    else:  # answers about several inputs at once (verification pairs) name their inputs themselves
+        results = list(predictions)
+        if args.draw:
+            raise ConfigError(f"task {task.spec_name!r} answers about several inputs at once and draws nothing; "
+                              "drop --draw")
+    if args.json:
+        print(json.dumps(results, indent=2))  # always a list, one entry per prediction
+    else:
+        for result in results:
+            print(_human(result))
+    return 0
 
 
 def _predicting_module(run_dir: str) -> Any:
@@ -140,12 +176,24 @@ def _human(result: dict[str, Any]) -> str:
         top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
+    if "same_identity" in result:
+        verdict = {True: "same identity", False: "different identities", None: "no threshold saved"}
+        threshold = "none" if result["threshold"] is None else f"{result['threshold']:.4f}"
+        return (f"{result['reference']} vs {result['input']}: {verdict[result['same_identity']]} "
+                f"(score {result['score']:.4f}, threshold {threshold} chosen on validation)")
+    if "pixel_fractions" in result:
+        shown = ", ".join(f"{name} {share:.1%}" for name, share in result["pixel_fractions"].items())
+        return f"{result['input']}: {shown} (masks: --json)"
     if "answer" in result:
         where = f"characters {result['start']}–{result['end']}" if result["answer"] else "no answer"
         return f"{result['answer']!r} ({where}, score {result['score']:.3f})"
     if "continuation" in result:
         return str(result["text"])
     return json.dumps(result)
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= SHOWN_INPUT else f"{value[:SHOWN_INPUT]}… ({len(value):,} characters)"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -159,8 +207,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     except ValueError:
         raise ConfigError(f"--seeds takes integers separated by commas, got {args.seeds!r}") from None
-    comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
-                         variant_file=args.variants)
+    from polygraft.compare_child import Interrupted
+    from polygraft.training.signals import EXIT_CODES
+
+    try:
+        comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
+                             variant_file=args.variants, timeout=args.timeout)
+    except Interrupted as stopped:
+        print(f"interrupted by {stopped.name}: the running variant was stopped (it keeps its last checkpoint); run "
+              "the same command again to resume the comparison", file=sys.stderr)
+        return EXIT_CODES.get(stopped.name, 130)
     if args.json:
         print(json.dumps(comparison, indent=2))
     else:
@@ -178,6 +234,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("recipe", help="YAML recipe (see examples/)")
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. trainer.max_steps=5")
         p.add_argument("--json", action="store_true", help="print the final metrics as JSON (no progress bar)")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the recipe's output_dir")
         p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test (or val) data")
@@ -197,19 +254,24 @@ def add_commands(sub: Any) -> None:
                    help="one axis of variants, e.g. --vary weights=minilm-l6,null --vary strategy=full,lora")
     p.add_argument("--variants", metavar="FILE.yaml", help="named variants: {recipes: [...], variants: {name: {...}}}")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows mean ± std (default 0)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop a variant that trains longer than this (it counts as failed; the others go on)")
     p.add_argument("--output", required=True, metavar="DIR", help="where the runs and reports go")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths")
+    p = sub.add_parser("predict", help="predict with a trained run: text, image or audio paths",
+                       description="Inputs are read as the model's preprocessor reads them (Preprocessor.read_input); "
+                                   "an input that starts with '-' (a negative number) is an input, not an option. "
+                                   "--json prints a list with one prediction per input.")
     p.add_argument("run_dir")
-    p.add_argument("inputs", nargs="*", help="inputs as the model's preprocessor reads them (Preprocessor.read_input): "
-                   "a text, an image or audio file path, a JSON vector...")
+    p.add_argument("inputs", nargs="*", help="a text, an image or audio file path, a JSON vector...; '-' reads one input "
+                   "per line from standard input")
+    p.add_argument("--file", action="append", metavar="FILE", help="read inputs from FILE, one per line")
     p.add_argument("--field", action="append", metavar="NAME=VALUE",
-                   help="one named part of a single example (repeatable), read by Preprocessor.read_fields: "
-                        "--field question='Who?' --field context='...' for question answering")
+                   help="one example made of named fields (question and context, an image and a text...)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
+    p.add_argument("--draw", metavar="OUT.png", help="render the prediction onto the image (detections, mask overlay)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -24,40 +24,21 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import re
-import subprocess
+import signal
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from polygraft.compare_child import run_child
+from polygraft.compare_report import Outcome, Variant
 from polygraft.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One recipe with overrides, trained once per seed."""
-
-    name: str
-    recipe: str
-    overrides: tuple[str, ...] = ()
-
-
-@dataclass
-class Outcome:
-    """One trained (or reused) run of a variant and seed."""
-
-    variant: Variant
-    seed: int
-    run_dir: Path
-    status: str = "trained"  # trained | reused | failed
-    results: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+from polygraft.run import RunDirectory
+from polygraft.safe_yaml import load_file
 
 
 def _split_values(text: str) -> list[str]:
@@ -129,7 +110,7 @@ def plan_variants(recipes: Sequence[str], *, vary: Sequence[str] = (), named: di
 def read_variant_file(path: str | Path) -> tuple[list[str], dict[str, dict[str, Any]], list[int] | None]:
     """``(recipes, named variants, seeds)`` from a comparison YAML file (see the module docstring)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the comparison file ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or "recipes" not in data:
@@ -147,7 +128,7 @@ def read_variant_file(path: str | Path) -> tuple[list[str], dict[str, dict[str, 
 
 
 def _command(variant: Variant) -> str:
-    raw = yaml.safe_load(Path(variant.recipe).read_text()) or {}
+    raw = load_file(variant.recipe) or {}
     return "finetune" if raw.get("task") else "pretrain"
 
 
@@ -162,8 +143,21 @@ def _resolved(variant: Variant, seed: int, run_dir: Path) -> dict[str, Any]:
     return Recipe.from_yaml(variant.recipe, _overrides(variant, seed, run_dir)).to_dict()
 
 
-def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr) -> Outcome:
-    """Train (or reuse, or resume) one variant and seed in a child process; never raises for a failed run."""
+_HOW_STARTED = ("overwrite", "resume")  # how a run was started, not what it trains
+
+
+def _same_run(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a finished run's saved recipe trains what ``wanted`` asks for (how it was started aside)."""
+    def trains(recipe: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in recipe.items() if key not in _HOW_STARTED}
+
+    return trains(saved) == trains(wanted)
+
+
+def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr,
+                timeout: float | None = None) -> Outcome:
+    """Train (or reuse, or resume) one variant and seed in a child process; never raises for a failed run (only
+    :class:`~polygraft.compare_child.Interrupted` when compare itself is told to stop)."""
     run_dir = output / "runs" / f"{_slug(variant.name)}-seed{seed}"
     outcome = Outcome(variant, seed, run_dir)
     try:
@@ -171,31 +165,66 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
     except Exception as exc:  # a bad override: report it as this variant's failure
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
         return outcome
-    results_file, config_file = run_dir / "results.json", run_dir / "config.yaml"
-    if results_file.is_file() and config_file.is_file() and yaml.safe_load(config_file.read_text()) == wanted:
-        outcome.status, outcome.results = "reused", json.loads(results_file.read_text())
+    run = RunDirectory(run_dir, enabled=False)
+    if run.results_file.is_file() and run.config_file.is_file() and _same_run(run.read_config(), wanted):
+        outcome.status, outcome.results = "reused", run.read_results()
         return outcome
     overrides = _overrides(variant, seed, run_dir)
-    if (run_dir / "checkpoints" / "last.pt").is_file() and not results_file.is_file():
+    if run.last_checkpoint.is_file() and not run.results_file.is_file():
         overrides.append("resume=last")
         outcome.status = "resumed"
+    else:  # a new run, or one made with other settings: this run replaces it
+        overrides.append("overwrite=true")
     print(f"[compare] {variant.name} seed {seed}: {outcome.status if outcome.status == 'resumed' else 'training'}"
           f" → {run_dir}", file=log, flush=True)
     command = [sys.executable, "-m", "polygraft", _command(variant), variant.recipe, *overrides, "--json"]
-    process = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
-    if process.returncode != 0 or not results_file.is_file():
-        lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
-        outcome.status, outcome.error = "failed", lines[-1] if lines else f"exit code {process.returncode}"
-        print(f"[compare] {variant.name} seed {seed} failed: {outcome.error}", file=log, flush=True)
+    started = time.time()
+    process = run_child(command, log_file=run.log_file, timeout=timeout)
+    finished = run.results_file.is_file() and run.results_file.stat().st_mtime >= started - 1
+    if finished:  # the run wrote its results: it is done, whatever happened after (a warning, a slow exit)
+        outcome.results = run.read_results()
+        if process.returncode != 0:
+            outcome.note = f"{exit_status(process.returncode)} after writing its results (see {run.log_file})"
+            print(f"[compare] {variant.name} seed {seed}: {outcome.note}", file=log, flush=True)
         return outcome
-    outcome.results = json.loads(results_file.read_text())
+    outcome.status = "failed"
+    if process.timed_out:
+        outcome.error = (f"timed out after {timeout:g} s and was stopped (its last checkpoint lets a re-run resume it; "
+                         f"log: {run.log_file})")
+    else:
+        outcome.error = f"{exit_status(process.returncode)}: {last_error(process.output)} (log: {run.log_file})"
+    print(f"[compare] {variant.name} seed {seed} failed: {outcome.error}", file=log, flush=True)
     return outcome
 
 
+def exit_status(code: int) -> str:
+    """``exit code 2`` or ``killed by SIGKILL`` (a negative return code is the signal that ended the child)."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def last_error(stderr: str) -> str:
+    """The line of a child's output that says what went wrong: its ``error:`` line, a traceback's last line, else
+    its last lines (progress bars and log lines are not errors)."""
+    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    if errors:
+        return errors[-1]
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1]
+    return " | ".join(lines[-3:]) if lines else "no output"
+
+
 def compare(recipes: Sequence[str], *, output: str | Path, vary: Sequence[str] = (), seeds: Sequence[int] = (0,),
-            common: Sequence[str] = (), variant_file: str | Path | None = None, log: Any = sys.stderr) -> dict[str, Any]:
+            common: Sequence[str] = (), variant_file: str | Path | None = None, log: Any = sys.stderr,
+            timeout: float | None = None) -> dict[str, Any]:
     """Run every variant × seed, then write ``comparison.md``, ``comparison.json`` and ``comparison.png`` into
-    ``output``; returns the comparison (what ``comparison.json`` holds)."""
+    ``output``; returns the comparison (what ``comparison.json`` holds). ``timeout``: seconds a child may train
+    before it is stopped and counted as failed."""
     from polygraft.compare_report import summarise, write_reports
 
     named = None
@@ -206,7 +235,10 @@ def compare(recipes: Sequence[str], *, output: str | Path, vary: Sequence[str] =
     variants = plan_variants(recipes, vary=vary, named=named, common=common)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    outcomes = [run_variant(variant, int(seed), output, log=log) for variant in variants for seed in seeds]
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
+    outcomes = [run_variant(variant, int(seed), output, log=log, timeout=timeout)
+                for variant in variants for seed in seeds]
     comparison = summarise(outcomes, seeds=[int(s) for s in seeds])
     write_reports(comparison, output)
     return comparison

@@ -16,13 +16,33 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
+from polygraft.run import RunDirectory
 
-if TYPE_CHECKING:
-    from polygraft.compare import Outcome
+
+@dataclass(frozen=True)
+class Variant:
+    """One recipe with overrides, trained once per seed."""
+
+    name: str
+    recipe: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """One trained (or reused) run of a variant and seed."""
+
+    variant: Variant
+    seed: int
+    run_dir: Path
+    status: str = "trained"  # trained | reused | resumed | failed
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str = ""  # why a failed run failed (exit status and its error line)
+    note: str = ""  # what to know about a finished run (it exited non-zero after writing its results)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -66,9 +86,9 @@ def summarise(outcomes: Sequence[Outcome], *, seeds: Sequence[int]) -> dict[str,
         row: dict[str, Any] = {"variant": name, "recipe": runs[0].variant.recipe,
                                "overrides": list(runs[0].variant.overrides),
                                "runs": [{"seed": o.seed, "status": o.status, "run_dir": str(o.run_dir),
-                                         "error": o.error} for o in runs]}
+                                         "error": o.error, "note": o.note} for o in runs]}
         if done:
-            config = yaml.safe_load((done[0].run_dir / "config.yaml").read_text()) or {}
+            config = RunDirectory(done[0].run_dir, enabled=False).read_config()
             row.update(_describe(config))
             metric = _main_metric(config, done[0].results)
             row["metric"] = metric

@@ -1,8 +1,11 @@
 """The one door through which every registered component is built, and the one parser for named lists.
 
 :func:`build` finds a spec (with the registry's suggestions for unknown names), checks the options against the
-factory (:mod:`polygraft.options`) and calls it; a factory that still rejects its keyword arguments becomes a
-:class:`~polygraft.errors.ConfigError`, never a raw ``TypeError``. :func:`parse_entries` reads recipe lists
+factory (:mod:`polygraft.options`, also public as :func:`check_options`) and calls it; a factory that still rejects
+its keyword arguments becomes a :class:`~polygraft.errors.ConfigError`, never a raw ``TypeError``. The checked
+options are recorded once, as the component's ``build_options`` (what a saved model rebuilds it with), unless the
+factory recorded its own. A factory that declares a ``catalog`` parameter (a composite, such as a backbone built
+from other backbones) receives the caller's catalog, so isolated catalogs (tests, the plugin kit) reach its parts. :func:`parse_entries` reads recipe lists
 such as ``strategy:`` and ``callbacks:`` where each item is a name or ``{name: ..., **options}``.
 
 Example:
@@ -21,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from polygraft.errors import ConfigError
-from polygraft.options import check_options, declared_options
+from polygraft.options import check_options as _check_options
+from polygraft.options import declared_options, factory_options
 
 if TYPE_CHECKING:
     from polygraft.plugins import Catalog
@@ -57,12 +61,23 @@ def describe_component(spec: ComponentSpec) -> str:
     return f"{spec.kind} {spec.name!r}"
 
 
-def checked_options(spec: ComponentSpec, options: Mapping[str, Any], *, supplied: Sequence[str] = (),
-                    where: str = "") -> dict[str, Any]:
-    """``options`` validated against the spec's factory (imports the factory's module, not more)."""
+def check_options(spec: ComponentSpec, options: Mapping[str, Any], *, supplied: Sequence[str] = (),
+                  where: str = "") -> dict[str, Any]:
+    """``options`` validated against the spec's factory (imports the factory's module, not more): unknown names
+    with the closest valid ones, wrong types, missing required options, each a :class:`ConfigError`.
+    ``supplied`` names the arguments the caller passes itself (``weights``, ``backbone``...)."""
     what = describe_component(spec) + (f" ({where})" if where else "")
-    return check_options(spec.load_factory(), options, what=what, supplied=tuple(supplied),
-                         declared=declared_options(spec.metadata))
+    return _check_options(spec.load_factory(), options, what=what, supplied=(*supplied, "catalog"),
+                          declared=declared_options(spec.metadata))
+
+
+checked_options = check_options  # the name used before 0.1.x; kept for plugins
+
+
+def _too_big(spec: ComponentSpec, options: Mapping[str, Any], reason: str) -> str:
+    sizes = {k: v for k, v in options.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return (f"{describe_component(spec)} cannot be built in this machine's memory with {sizes or dict(options)} "
+            f"({reason}); lower its sizes")
 
 
 def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | None = None, *,
@@ -70,7 +85,9 @@ def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | N
     """Create component ``name`` of ``kind`` with user ``options`` (checked) and core-``supplied`` arguments."""
     spec = catalog.get(kind, name)
     factory = spec.load_factory()
-    clean = checked_options(spec, dict(options or {}), supplied=list(supplied), where=where)
+    clean = check_options(spec, dict(options or {}), supplied=list(supplied), where=where)
+    if "catalog" in factory_options(factory, declared_options(spec.metadata))[0]:
+        supplied = {**supplied, "catalog": catalog}
     try:
         component = factory(**supplied, **clean)
     except TypeError as exc:
@@ -79,6 +96,14 @@ def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | N
             raise ConfigError(f"{describe_component(spec)}: {text}; check its options "
                               f"(`polygraft list {spec.kind}s`)") from exc
         raise
+    except MemoryError:
+        raise ConfigError(_too_big(spec, clean, "out of memory")) from None
+    except RuntimeError as exc:  # torch's CPU allocator: "can't allocate memory: you tried to allocate N bytes"
+        if "allocate" in str(exc) and "memory" in str(exc):
+            raise ConfigError(_too_big(spec, clean, str(exc).strip().splitlines()[-1][:160])) from None
+        raise
     if hasattr(component, "spec_name"):
         component.spec_name = catalog.registry(kind).stable_name(name)
+    if isinstance(getattr(component, "build_options", None), dict) and not component.build_options:
+        component.build_options = dict(clean)
     return component

@@ -77,6 +77,12 @@ def polygraft_register_modalities(register: Register) -> None:
     as their ``modality`` (core declares text, vision, speech and any)."""
 
 
+@hookspec
+def polygraft_register_commands(register: Register) -> None:
+    """Register :class:`~polygraft.specs.CommandSpec` objects: ``polygraft`` subcommands (``polygraft NAME ...``)
+    whose entry point ``main(argv) -> int`` is imported only when the command runs (llm's ``register_commands``)."""
+
+
 # hook name -> component kind it collects
 COLLECTING_HOOKS: dict[str, str] = {
     "polygraft_register_backbones": "backbone",
@@ -87,4 +93,5 @@ COLLECTING_HOOKS: dict[str, str] = {
     "polygraft_register_weights": "weights",
     "polygraft_register_callbacks": "callback",
     "polygraft_register_modalities": "modality",
+    "polygraft_register_commands": "command",
 }

@@ -70,23 +70,55 @@ def _is_inside(path: Path, directory: Path) -> bool:
 
 def save_model(module: TrainingModule, directory: str | Path) -> Path:
     """Write ``polygraft.json`` and ``model.safetensors`` for a task or objective into ``directory``."""
+    section = module.export(Path(directory))
+    target = module.backbone if section.get("kind") == "backbone" else module
+    return _write(target, module.backbone, section, Path(directory), extra=(module,))
+
+
+def save_backbone(backbone: Backbone, directory: str | Path, *, objective: str = "") -> Path:
+    """A model directory holding ``backbone`` alone (what a pretraining run saves), loadable by ``polygraft.load``
+    and as ``weights:`` of the same backbone."""
+    return _write(backbone, backbone, {"kind": "backbone", "objective": objective}, Path(directory))
+
+
+def _write(target: nn.Module, backbone: Backbone, section: dict[str, Any], directory: Path,
+           extra: tuple[Any, ...] = ()) -> Path:
     from safetensors.torch import save_model as save_safetensors
 
-    directory = Path(directory)
+    from polygraft.fingerprint import versions
+
     directory.mkdir(parents=True, exist_ok=True)
-    section = module.export(directory)
-    config = {"format_version": FORMAT_VERSION, **section, **backbone_config(module.backbone, directory)}
-    target = module.backbone if config.get("kind") == "backbone" else module
+    config = {"format_version": FORMAT_VERSION, **section, **backbone_config(backbone, directory),
+              "versions": versions(*extra, backbone, backbone.preprocessor)}
     save_safetensors(target, str(directory / WEIGHTS_NAME))
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return directory
 
 
+def version_changes(config: dict[str, Any]) -> list[str]:
+    """``"polygraft-text 0.1.0 (installed: 0.2.0)"`` for every distribution whose installed version differs from the
+    one the model was saved with (``polygraft.json``'s ``versions``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    changes = []
+    for name, saved in sorted((config.get("versions") or {}).items()):
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = "not installed"
+        if installed != saved:
+            changes.append(f"{name} {saved} (installed: {installed})")
+    return changes
+
+
 def find_model_dir(path: str | Path) -> Path | None:
     """``path`` itself or ``path/model`` when it holds a polygraft model; else None."""
+    from polygraft.paths import file_problem
+    from polygraft.run import RunDirectory
+
     path = Path(path)
-    for candidate in (path, path / "model"):
-        if (candidate / CONFIG_NAME).is_file():
+    for candidate in (path, RunDirectory(path, enabled=False).model_dir):
+        if file_problem(candidate / CONFIG_NAME) is None:
             return candidate
     return None
 

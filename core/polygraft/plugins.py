@@ -67,12 +67,28 @@ class PluginInfo:
         }
 
 
+def check_plugin_api(module: ModuleType | object, distribution: str) -> None:
+    """A plugin that declares ``POLYGRAFT_PLUGIN_API`` must declare one this polygraft supports."""
+    from polygraft.version import PLUGIN_API, SUPPORTED_PLUGIN_APIS, __version__
+
+    declared = getattr(module, "POLYGRAFT_PLUGIN_API", None)
+    if declared is None or declared in SUPPORTED_PLUGIN_APIS:
+        return
+    newer = isinstance(declared, int) and declared > PLUGIN_API
+    raise PluginError(
+        f"{distribution} is written for polygraft plugin API {declared!r}, and polygraft {__version__} supports "
+        f"{', '.join(map(str, SUPPORTED_PLUGIN_APIS))}; "
+        + ("upgrade polygraft (CHANGELOG.md says what each API version changed)" if newer else
+           "install a version of the plugin written for this polygraft, or set POLYGRAFT_PLUGIN_API to an integer")
+    )
+
+
 def _env_list(name: str) -> set[str]:
     return {part.strip() for part in os.environ.get(name, "").split(",") if part.strip()}
 
 
 def _core_version() -> str:
-    from polygraft import __version__
+    from polygraft.version import __version__
 
     return __version__
 
@@ -121,6 +137,7 @@ class Catalog:
         info = PluginInfo(name=name, distribution=distribution, version=version)
         self.plugins.append(info)
         try:
+            check_plugin_api(module, distribution)
             check_hook_names(module, self.pm)
             self.pm.register(module, name=name)
             try:
@@ -252,7 +269,7 @@ def build_catalog(
                 continue
             catalog.add_plugin(module, name=ep.name, distribution=distribution, version=version)
     for item in plugins:
-        name, module, *rest = item  # type: ignore[misc]
+        name, module, *rest = item  # type: ignore[misc,var-annotated]
         distribution = rest[0] if rest else name
         catalog.add_plugin(module, name=name, distribution=distribution, version="local")
     catalog.note_contested()

@@ -4,6 +4,13 @@ Before the first training step :func:`run_recipe` checks every component's name 
 split (files listed, headers read, labels compared with the training labels) and prints what each split skipped,
 so a mistake in ``data.test`` costs seconds, not a training run.
 
+Options every split shares go under ``data.common`` (a split's own keys win)::
+
+    data:
+      common: {dataset: rotten-tomatoes, train_size: 2000, test_size: 1000, seed: 0}
+      train: {}
+      test: {}
+
 Example:
     >>> import tempfile
     >>> from polygraft.recipe import Recipe, run_recipe
@@ -19,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +39,34 @@ from polygraft.options import closest
 from polygraft.training.config import REMOVED, TrainerConfig
 
 if TYPE_CHECKING:
-    from polygraft.interfaces import DataSource, TrainingModule
+    from polygraft.interfaces import Callback, DataSource, TrainingModule
     from polygraft.plugins import Catalog
     from polygraft.training.trainer import FitResult
 
 DATA_SPLITS = ("train", "val", "test")
+COMMON = "common"
+"""``data.common``: dataset options shared by every split."""
+
+
+KEY_DOCS = {
+    "task": "the task to fine-tune (`polygraft list tasks`); give `task` or `objective`",
+    "objective": "the pretraining objective (`polygraft list objectives`)",
+    "backbone": "the backbone (`polygraft list backbones`), or `owner:name` to pick one of several",
+    "weights": "pretrained weights: a registered alias, a local path, a polygraft run; null = random init",
+    "backbone_options": "the backbone factory's options (checked; unknown names get the closest)",
+    "task_options": "the task's options",
+    "objective_options": "the objective's options",
+    "data": "`train` (required), `val`, `test`: `{dataset: NAME, ...options}`; `common` holds options every split "
+            "shares; `data.val=null` drops a split",
+    "labels": "the label names in output order; default: the training data's",
+    "strategy": "fine-tuning strategies in order: names or `{name: ..., options}` (`polygraft list strategies`)",
+    "callbacks": "trainer callbacks: names or `{name: ..., options}` (`polygraft list callbacks`)",
+    "trainer": "the trainer's options (below)",
+    "output_dir": "the run directory",
+    "resume": "`last` (this run directory's checkpoint) or a checkpoint path",
+    "overwrite": "replace an earlier run in `output_dir` (otherwise a new run there is refused)",
+}
+"""What each top-level recipe key means (``docs/recipes.md`` is generated from these and the field types)."""
 
 
 @dataclass
@@ -58,17 +87,15 @@ class Recipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "runs/latest"
     resume: str | None = None
+    overwrite: bool = False
     source: str | None = None  # the YAML file it came from
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+        from polygraft.safe_yaml import load_file
+
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read recipe: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raw = load_file(path) or {}  # size, alias-expansion and duplicate-key limits, named errors
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a recipe is a mapping of keys (task, backbone, data, trainer...)")
         recipe = cls.from_dict(raw, overrides=overrides, where=str(path))
@@ -91,13 +118,18 @@ class Recipe:
         for key in ("backbone", "data"):
             if key not in data:
                 raise ConfigError(f"{where}: missing required key {key!r}")
+        _check_names(data, where)
         if bool(data.get("task")) == bool(data.get("objective")):
             raise ConfigError(f"{where}: give exactly one of 'task' (finetune) or 'objective' (pretrain)")
         splits = data["data"]
         if not isinstance(splits, dict) or "train" not in splits:
             raise ConfigError(f"{where}: data needs a 'train' entry: data: {{train: {{dataset: NAME, ...}}}}")
-        _check_keys(splits, set(DATA_SPLITS), f"{where}: data")
-        splits = data["data"] = {split: ref for split, ref in splits.items() if ref is not None or split == "train"}
+        _check_keys(splits, {*DATA_SPLITS, COMMON}, f"{where}: data")
+        common = splits.pop(COMMON, None) or {}
+        if not isinstance(common, dict):
+            raise ConfigError(f"{where}: data.common must be a mapping of dataset options every split shares")
+        splits = data["data"] = {split: ({**common, **ref} if isinstance(ref, dict) else ref)
+                                 for split, ref in splits.items() if ref is not None or split == "train"}
         for split, ref in splits.items():  # data.val=null on the command line drops a split
             if not isinstance(ref, dict) or not isinstance(ref.get("dataset"), str):
                 raise ConfigError(f"{where}: data.{split} must be a mapping with a 'dataset' name")
@@ -152,21 +184,26 @@ def label_names_for(recipe: Recipe, train: DataSource, catalog: Catalog) -> list
 
 def check_recipe(recipe: Recipe, catalog: Catalog) -> None:
     """Every component name and option, checked before anything is built or opened."""
-    from polygraft.components import checked_options
+    from polygraft.components import check_options
 
     kind, name = ("task", recipe.task) if recipe.task else ("objective", recipe.objective)
-    checked_options(catalog.get("backbone", recipe.backbone), recipe.backbone_options,
+    check_options(catalog.get("backbone", recipe.backbone), recipe.backbone_options,
                     supplied=("weights",), where="backbone_options")
-    checked_options(catalog.get(kind, name), getattr(recipe, f"{kind}_options"),
+    check_options(catalog.get(kind, name), getattr(recipe, f"{kind}_options"),
                     supplied=("backbone", "label_names"), where=f"{kind}_options")
     for split in recipe.data:
         dataset, options = recipe.dataset_options(split)
-        checked_options(catalog.get("dataset", dataset), options, where=f"data.{split}")
+        check_options(catalog.get("dataset", dataset), options, where=f"data.{split}")
 
 
 def build_module(recipe: Recipe, train: DataSource, catalog: Catalog) -> TrainingModule:
+    """The task or objective of the recipe; ``trainer.seed`` fixes the initial weights of its head and of random
+    backbones (the trainer seeds again for data order and dropout)."""
+    import torch
+
     from polygraft.api import create_objective, create_task
 
+    torch.manual_seed(recipe.trainer.seed)
     if recipe.task:
         return create_task(recipe.task, backbone=recipe.backbone, weights=recipe.weights,
                            label_names=label_names_for(recipe, train, catalog),
@@ -177,7 +214,9 @@ def build_module(recipe: Recipe, train: DataSource, catalog: Catalog) -> Trainin
 
 def report_skips(split: str, source: DataSource) -> None:
     """Print what a split skipped or changed (main process only): one line per reason with the first places."""
-    if os.environ.get("RANK", "0") != "0":
+    from polygraft.training.distributed import DistributedContext
+
+    if not DistributedContext.from_environment().is_main:
         return
     report = source.skip_report()
     for title, reasons in (("skipped", report["reasons"]), ("changed", report["changed"])):
@@ -187,10 +226,22 @@ def report_skips(split: str, source: DataSource) -> None:
                   file=sys.stderr)
 
 
-def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None) -> FitResult:
-    """Fine-tune (``task``) or pretrain (``objective``) as the recipe says; returns the fit result."""
-    import torch
+def check_evaluation_labels(module: TrainingModule, split: str, source: DataSource) -> None:
+    """Labels of an evaluation split the model was never trained on: one error naming the first such label, where
+    it is (file and row, when known) and the labels the model knows."""
+    unknown = module.unknown_labels(source)
+    if not unknown:
+        return
+    label = unknown[0]
+    origin = getattr(module, "label_origin", lambda *_: None)(source, label)
+    others = f" (and {len(unknown) - 1} more: {unknown[1:6]})" if len(unknown) > 1 else ""
+    raise DataError(f"label {label!r} of data.{split} was never seen in training{others}; known labels: "
+                    f"{module.label_names}. Fix the split, or list every label in the recipe's labels", path=origin)
 
+
+def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None, callbacks: Sequence[Callback] = ()) -> FitResult:
+    """Fine-tune (``task``) or pretrain (``objective``) as the recipe says; returns the fit result. ``callbacks``
+    run after the recipe's own (a benchmark's clock, a notebook's progress display)."""
     from polygraft.components import build, parse_entries
     from polygraft.finetune import build_strategies
     from polygraft.plugins import build_catalog
@@ -199,21 +250,18 @@ def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None) -> FitResult:
     catalog = catalog or build_catalog()
     check_recipe(recipe, catalog)
     strategies = build_strategies(recipe.strategy, catalog) if recipe.task else []
-    callbacks = [build(catalog, "callback", name, options, where=f"callbacks[{index}]")
-                 for index, (name, options) in enumerate(parse_entries(recipe.callbacks, where="callbacks"))]
+    named = [build(catalog, "callback", name, options, where=f"callbacks[{index}]")
+             for index, (name, options) in enumerate(parse_entries(recipe.callbacks, where="callbacks"))]
     splits = {split: load_split(recipe, split, catalog) for split in DATA_SPLITS}
     for split, source in splits.items():
         if source is not None:
             report_skips(split, source)
-    torch.manual_seed(recipe.trainer.seed)  # the seed fixes the initial weights of head and random backbones too
     module = build_module(recipe, splits["train"], catalog)
     for split in ("val", "test"):
         if splits[split] is not None:
-            unknown = module.unknown_labels(splits[split])
-            if unknown:
-                raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
-                                f"{module.label_names}. Fix the split, or list every label in the recipe's labels:")
-    trainer = Trainer(recipe.trainer, output_dir=recipe.output_dir, strategies=strategies, callbacks=callbacks,
+            check_evaluation_labels(module, split, splits[split])
+    trainer = Trainer(recipe.trainer, output_dir=recipe.output_dir, strategies=strategies,
+                      callbacks=[*named, *callbacks], overwrite=recipe.overwrite,
                       resume=recipe.resume, run_config=recipe.to_dict())
     return trainer.fit(module, train_data=splits["train"], val_data=splits["val"],
                        test_data=splits["test"] if recipe.task else None)
@@ -226,6 +274,27 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
+
+
+def _check_names(data: Mapping[str, Any], where: str) -> None:
+    """Component names are names, paths are strings: a boolean, number or mapping given for one is refused here,
+    with what is allowed, rather than deep inside a factory."""
+    for key in ("backbone", "task", "objective"):
+        value = data.get(key)
+        if (value is not None or key == "backbone") and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{where}: {key} must be a component name (a string, `polygraft list {key}s`), got "
+                              f"{value!r}")
+    if not isinstance(data.get("overwrite", False), bool):
+        raise ConfigError(f"{where}: overwrite must be true or false, got {data['overwrite']!r}")
+    for key in ("weights", "output_dir", "resume"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str | Path):
+            what = {"weights": "a registered alias, a local path or a polygraft run (or null for random init)",
+                    "output_dir": "a folder path", "resume": "last or a checkpoint path"}[key]
+            raise ConfigError(f"{where}: {key} must be {what}, got {type(value).__name__} {value!r}")
+    labels = data.get("labels")
+    if labels is not None and (not isinstance(labels, list) or not all(isinstance(v, str | int) for v in labels)):
+        raise ConfigError(f"{where}: labels must be a list of label names, got {labels!r}")
 
 
 def _check_keys(data: Mapping[str, Any], valid: set[str], where: str) -> None:

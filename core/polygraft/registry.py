@@ -104,6 +104,9 @@ class Registry:
     # ---------------------------------------------------------------- resolving
     def _winner(self, name: str) -> Entry | None:
         claims = self._claims.get(name, [])
+        if self.kind == "modality" and len({claim.spec.input_key for claim in claims}) == 1:  # type: ignore[attr-defined]
+            # plugins that declare the same modality with the same input key agree: no ambiguity
+            return min(claims, key=lambda claim: (not claim.first_party, claim.owner))
         for rule in (lambda c: c.replace, lambda c: c.first_party, lambda c: True):
             chosen = [claim for claim in claims if rule(claim)]
             if len(chosen) == 1:

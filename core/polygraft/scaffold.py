@@ -24,6 +24,7 @@ from typing import Any
 
 from polygraft.errors import ConfigError
 from polygraft.scaffold_data import write_example_data
+from polygraft.version import PLUGIN_API
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 BUILTIN_INPUT_KEYS = {"text": "text", "vision": "image", "speech": "audio", "any": "x"}
@@ -126,6 +127,7 @@ def plugin_values(name: str, *, modality: str, input_key: str | None) -> dict[st
         backbone=f"{short}-mlp", dataset=f"{short}-csv", polygraft_requirement=requirement,
         polygraft_range=requirement[len("polygraft"):],
         description=f"a {modality} backbone, preprocessing and dataset",
+        plugin_api=str(PLUGIN_API),
         modality_import=", ModalitySpec" if new else "",
         modality_row=f"| modality | `{modality}` | raw examples carry it under `{key}` |\n" if new else "",
         modality_hook=(f'\n\n@hookimpl\ndef polygraft_register_modalities(register):\n'

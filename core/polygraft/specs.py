@@ -179,6 +179,15 @@ class CallbackSpec(ComponentSpec):
 
 
 @dataclass(frozen=True)
+class CommandSpec(ComponentSpec):
+    """A ``polygraft`` subcommand a plugin adds (``polygraft text-vocab ...``). ``factory`` names its entry point,
+    ``main(argv: list[str]) -> int``, which parses its own arguments (argparse, ``prog="polygraft NAME"``) and is
+    imported only when the command runs, so ``polygraft --help`` stays light."""
+
+    kind: ClassVar[str] = "command"
+
+
+@dataclass(frozen=True)
 class ModalitySpec(ComponentSpec):
     """A kind of input (``text``, ``vision``, ``speech``, ``tabular``...). It has no factory.
 
@@ -202,7 +211,7 @@ class ModalitySpec(ComponentSpec):
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     cls.kind: cls
     for cls in (BackboneSpec, TaskSpec, DatasetSpec, ObjectiveSpec, StrategySpec, WeightsSpec, CallbackSpec,
-                ModalitySpec)
+                ModalitySpec, CommandSpec)
 }
 KIND_PLURALS = {
     "backbone": "backbones",
@@ -213,4 +222,5 @@ KIND_PLURALS = {
     "weights": "weights",
     "callback": "callbacks",
     "modality": "modalities",
+    "command": "commands",
 }

@@ -75,6 +75,20 @@ def polygraft_register_tasks(register: Register) -> None:
         description="Boxes from multi-scale feature maps: torchvision FPN + FCOS head; COCO mAP@[.5:.95] and "
                     "mAP@.5 (torchmetrics, pycocotools). Needs polygraft[detection].",
     ))
+    register(TaskSpec(
+        name="segmentation", factory="polygraft.tasks.segmentation:SegmentationTask",
+        consumes="maps", target="mask", metric="miou",
+        description="Semantic segmentation from multi-scale feature maps: FPN decoder or torchvision's DeepLabV3 "
+                    "head, ignore index, mIoU and pixel accuracy from a confusion matrix, mask overlay "
+                    "(predict --draw). Needs polygraft[segmentation].",
+    ))
+    register(TaskSpec(
+        name="metric-learning", factory="polygraft.tasks.metric_learning:MetricLearningTask",
+        consumes="pooled", target="identity", metric="eer",
+        description="Open-set verification and retrieval (faces, speakers): embeddings trained with ArcFace, "
+                    "CosFace or contrastive loss (pytorch-metric-learning), evaluated on unseen identities: ROC-AUC, "
+                    "EER, TAR@FAR, rank-1; threshold chosen on validation; predict RUN a b compares a pair.",
+    ))
 
 
 @hookimpl
@@ -109,7 +123,7 @@ def polygraft_register_strategies(register: Register) -> None:
 
 @hookimpl
 def polygraft_register_callbacks(register: Register) -> None:
-    module = "polygraft.training.builtin_callbacks"
+    module = "polygraft.builtin.callbacks"
     register(CallbackSpec(
         name="early-stopping", factory=f"{module}:EarlyStopping",
         description="Stop when a monitored validation metric stops improving (monitor, mode, patience, min_delta).",

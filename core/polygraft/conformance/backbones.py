@@ -129,7 +129,6 @@ def _forward(backbone: Backbone, pre: Any, examples: Sequence[Mapping[str, Any]]
 
 
 def _check_features(spec: Any, backbone: Backbone, features: Any, batch_size: int) -> None:
-    import torch
 
     produced = {"pooled": features.pooled, "sequence": features.sequence, "maps": features.maps}
     for kind in spec.produces:
@@ -138,28 +137,10 @@ def _check_features(spec: Any, backbone: Backbone, features: Any, batch_size: in
         require(produced[kind] is not None,
                 f"the spec promises {kind!r} features but forward did not produce them; return them or drop "
                 f"{kind!r} from BackboneSpec.produces")
-    pooled = features.pool()
-    require(pooled.dim() == 2 and pooled.shape[1] == backbone.feature_dim,
-            f"pooled features must be (batch, feature_dim={backbone.feature_dim}), got {tuple(pooled.shape)}")
-    require(pooled.shape[0] == batch_size,
-            f"pooled features have {pooled.shape[0]} rows for a batch of {batch_size} examples; keep the batch "
-            "dimension first and never reduce over it")
-    if features.sequence is not None:
-        seq = features.sequence
-        require(seq.dim() == 3 and seq.shape[0] == batch_size and seq.shape[2] == backbone.feature_dim,
-                f"sequence features must be (batch={batch_size}, T, feature_dim={backbone.feature_dim}), got "
-                f"{tuple(seq.shape)}")
-        mask = features.mask
-        require(mask is None or (mask.dtype == torch.bool and tuple(mask.shape) == tuple(seq.shape[:2])),
-                "the sequence mask must be a bool (batch, T) tensor, True where the sequence is real")
+    for problem in backbone.feature_problems(features, batch_size):
+        require(False, problem)
     if features.maps is not None:
         maps = features.maps
-        require(len(maps) == len(backbone.map_channels) == len(backbone.map_strides),
-                f"{len(maps)} maps but map_channels={backbone.map_channels} and map_strides={backbone.map_strides}; "
-                "give one channel count and one stride per map")
-        for index, (fmap, channels) in enumerate(zip(maps, backbone.map_channels)):
-            require(fmap.dim() == 4 and fmap.shape[0] == batch_size and fmap.shape[1] == channels,
-                    f"map {index} must be (batch={batch_size}, {channels}, H, W), got {tuple(fmap.shape)}")
         sizes = [fmap.shape[-2] * fmap.shape[-1] for fmap in maps]
         require(sizes == sorted(sizes, reverse=True), "Features.maps must be ordered highest resolution first")
         require(list(backbone.map_strides) == sorted(backbone.map_strides), "map_strides must increase")
@@ -214,25 +195,22 @@ def check_roundtrip(catalog: Catalog, backbone: Backbone, examples: Sequence[Map
                     reference: Any) -> None:
     """Save the backbone as a model directory, ``polygraft.load`` it, and compare preprocessing and features."""
     import torch
-    from safetensors.torch import save_model
 
     import polygraft
     from polygraft.errors import PolygraftError
-    from polygraft.model_io import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, backbone_config
+    from polygraft.model_io import read_model_config, save_backbone
 
     with tempfile.TemporaryDirectory(prefix="polygraft-kit-") as tmp:
         directory = Path(tmp) / "model"
-        options = backbone.export(directory / "backbone")
+        options = backbone.export(Path(tmp) / "probe")
         require(isinstance(options, dict), f"export() must return a dict of options, got {type(options).__name__}")
         bad = non_json(options)
         require(not bad, f"export() returned options JSON cannot store: {bad[:5]}. {EXPORT_HINT}")
         try:
-            config = backbone_config(backbone, directory)
+            save_backbone(backbone, directory, objective="conformance-kit")
         except PolygraftError as exc:
             raise CheckFailed(f"{exc}") from exc
-        config = {"format_version": FORMAT_VERSION, "kind": "backbone", "objective": "conformance-kit", **config}
-        save_model(backbone, str(directory / WEIGHTS_NAME))
-        (directory / CONFIG_NAME).write_text(json.dumps(config))
+        config = read_model_config(directory)
         try:
             rebuilt = polygraft.load(directory, catalog=catalog)
         except Exception as exc:
@@ -314,4 +292,4 @@ def check_backbone_checks(catalog: Catalog, name: str, options: Mapping[str, Any
                   lambda: check_roundtrip(catalog, backbone, examples, reference))
     except Abort:
         return None
-    return backbone, examples
+    return backbone, [dict(example) for example in examples]

@@ -38,8 +38,11 @@ def _fit(module: Any, examples: Sequence[Mapping[str, Any]]) -> None:
 
 
 def classification_step(catalog: Catalog, backbone: str, options: Mapping[str, Any],
-                        examples: Sequence[Mapping[str, Any]], report: Report, *, component: str | None = None) -> None:
-    """The backbone inside core's ``classification`` task: train and eval steps, then save → load."""
+                        examples: Sequence[Mapping[str, Any]], report: Report, *, component: str | None = None,
+                        check_export: bool = True, export_queue: list[Any] | None = None) -> None:
+    """The backbone inside core's ``classification`` task: train and eval steps, save → load, then (with
+    ``check_export``) export to ONNX (:mod:`polygraft.conformance.exporting`), or queue that check on
+    ``export_queue`` for :func:`~polygraft.conformance.exporting.run_queued_exports`."""
     import torch
 
     from polygraft.api import create_task
@@ -53,9 +56,15 @@ def classification_step(catalog: Catalog, backbone: str, options: Mapping[str, A
                          required=True)
     except Abort:
         return
-    data = labelled(list(examples))
+    data = labelled([dict(example) for example in examples])
     _fit(task, data)
     check_training_module(task, data, report, label, catalog=catalog)
+    if check_export and export_queue is not None:
+        export_queue.append((task, data, label))
+    elif check_export:
+        from polygraft.conformance.exporting import check_exports_to_onnx
+
+        check_exports_to_onnx(task, data, report, label)
 
 
 def _pick_backbone(catalog: Catalog, spec: Any, pairs: Mapping[str, str] | None,
@@ -66,7 +75,7 @@ def _pick_backbone(catalog: Catalog, spec: Any, pairs: Mapping[str, str] | None,
     for name in backbones:
         backbone_spec = catalog.get("backbone", name)
         if spec.modality in ("any", backbone_spec.modality) and (consumes == "pooled"
-                                                                 or consumes in backbone_spec.produces):
+                                                                 or consumes in getattr(backbone_spec, "produces", ())):
             return name
     if spec.modality == "any" and consumes in ("pooled", "sequence"):
         return "toy"
@@ -91,7 +100,7 @@ def _examples_for(spec: Any, examples: Any, sources: Mapping[str, Any], catalog:
             return [dict(e) for e in own]
     for name, source in sources.items():
         data = catalog.get("dataset", name)
-        target_ok = spec.kind == "objective" or data.target == getattr(spec, "target", None)
+        target_ok = spec.kind == "objective" or getattr(data, "target", None) == getattr(spec, "target", None)
         if target_ok and spec.modality in ("any", data.modality) and len(source) >= 2:
             return [dict(source[i]) for i in range(min(NUM_EXAMPLES, len(source)))]
     return [dict(e) for e in fallback] if fallback else None
@@ -204,3 +213,23 @@ def check_simple(catalog: Catalog, kind: str, name: str, options: Mapping[str, A
 
     Steps(report, f"{kind} {name!r}").run("builds", lambda: build(catalog, kind, name, options),
                                           hint=f"pass its options: options={{'{kind}:{name}': {{...}}}}")
+
+
+def check_command(spec: Any, report: Report) -> None:
+    """A plugin command: its entry point imports, takes ``argv`` and answers ``--help`` with exit code 0."""
+    import contextlib
+    import io
+
+    def run() -> None:
+        main = spec.load_factory()
+        require(callable(main), f"the factory of command {spec.name!r} must be a function main(argv) -> int")
+        output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                code = main(["--help"])
+        except SystemExit as exc:
+            code = exc.code
+        require(code in (0, None), f"`polygraft {spec.name} --help` ended with exit code {code!r}: main(argv) must "
+                                   "parse argv itself (argparse, prog='polygraft NAME') and return an int")
+
+    Steps(report, f"command {spec.name!r}").run("answers --help", run)

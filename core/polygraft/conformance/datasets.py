@@ -2,8 +2,9 @@
 backbone of the same modality reads its examples.
 
 Example keys by ``DatasetSpec.target``: ``class`` → ``label``; ``tags`` → ``tokens`` + ``tags``; ``boxes`` →
-``boxes`` + ``labels``; ``transcript`` → ``transcript``; ``span`` → ``context`` + ``question`` + ``answers`` (read by
-the backbone's ``for_question_answering`` variant); ``none`` → only the input. Otherwise the input key is the
+``boxes`` + ``labels``; ``transcript`` → ``transcript``; ``mask`` → ``mask``; ``identity`` → ``label`` (who it is);
+``span`` → ``context`` + ``question`` + ``answers`` (read by the backbone's ``for_question_answering`` variant);
+``none`` → only the input. Otherwise the input key is the
 modality's (``ModalitySpec.input_key``: ``text``, ``image``, ``audio``, ``x``...).
 
 Example:
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from polygraft.plugins import Catalog
 
 TARGET_KEYS: dict[str, tuple[str, ...]] = {"class": ("label",), "tags": ("tags",), "boxes": ("boxes", "labels"),
-                                           "transcript": ("transcript",), "span": ("question", "answers"), "none": ()}
+                                           "transcript": ("transcript",), "mask": ("mask",),
+                                           "identity": ("label",), "span": ("question", "answers"), "none": ()}
 INPUT_KEYS_BY_TARGET = {"tags": "tokens", "span": "context"}
 SAMPLED = 3
 
@@ -44,7 +46,7 @@ def expected_keys(catalog: Catalog, spec: Any) -> tuple[str, tuple[str, ...]]:
 
 
 def _labels_in(example: Mapping[str, Any], target: str) -> list[str]:
-    if target == "class" and "label" in example:
+    if target in ("class", "identity") and "label" in example:
         return [str(example["label"])]
     if target == "tags":
         return [str(t) for t in example.get("tags", [])]
@@ -80,7 +82,7 @@ def _check_examples(catalog: Catalog, spec: Any, source: DataSource) -> list[dic
 
 def _check_label_names(spec: Any, source: DataSource, examples: Sequence[Mapping[str, Any]], steps: Steps) -> None:
     names = source.label_names
-    if spec.target not in ("class", "tags", "boxes"):
+    if spec.target not in ("class", "tags", "boxes", "identity"):
         return
     if names is None:
         steps.warn("label_names", "label_names is None: a task will train on the sorted labels of the training "

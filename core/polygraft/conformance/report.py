@@ -114,7 +114,8 @@ def lookup(table: Mapping[str, Any] | None, kind: str, name: str, default: Any =
     """``table["kind:name"]``, else ``table["name"]``, else ``default`` (how the kit's keyword tables are keyed)."""
     if not table:
         return default
-    for key in (component_key(kind, name), name):
+    bare = name.rpartition(":")[2]  # a qualified name (owner:name) finds the entries of its bare name too
+    for key in dict.fromkeys((component_key(kind, name), name, component_key(kind, bare), bare)):
         if key in table:
             return table[key]
     return default

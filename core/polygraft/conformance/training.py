@@ -67,13 +67,13 @@ def _training_step(module: TrainingModule, examples: Sequence[Mapping[str, Any]]
     output.loss.backward()
     trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     with_grad = [(n, p) for n, p in trainable if p.grad is not None]
-    require(with_grad, "no parameter received a gradient from the loss")
+    require(bool(with_grad), "no parameter received a gradient from the loss")
     bad = [n for n, p in with_grad if not bool(torch.isfinite(p.grad).all())]
     require(not bad, f"non-finite gradients in {bad[:5]}")
     require(any(bool(p.grad.abs().sum() > 0) for _, p in with_grad), "every gradient is zero")
     backbone = [n for n, _ in trainable if n.startswith("backbone.")]
     reached = [n for n, _ in with_grad if n.startswith("backbone.")]
-    require(not backbone or reached, "the loss sends no gradient into the backbone: does the backbone's forward "
+    require(not backbone or bool(reached), "the loss sends no gradient into the backbone: does the backbone's forward "
                                      "detach its output or run under torch.no_grad()?")
     module.zero_grad(set_to_none=True)
 

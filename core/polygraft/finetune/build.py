@@ -17,7 +17,7 @@ from polygraft.components import build, parse_entries
 from polygraft.errors import ConfigError
 
 if TYPE_CHECKING:
-    from polygraft.finetune.strategy import FinetuneStrategy
+    from polygraft.interfaces.strategy import FinetuneStrategy
     from polygraft.plugins import Catalog
 
 

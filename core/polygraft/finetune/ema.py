@@ -22,8 +22,8 @@ from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from polygraft.errors import ConfigError, TrainingError
-from polygraft.finetune.strategy import FinetuneStrategy
-from polygraft.training.callbacks import Callback
+from polygraft.interfaces.callback import Callback
+from polygraft.interfaces.strategy import FinetuneStrategy
 
 if TYPE_CHECKING:
     from polygraft.interfaces import TrainingModule
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def _tracked(module: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters and floating-point buffers by name (the tensors the EMA follows)."""
-    tensors = {name: p for name, p in module.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {name: p for name, p in module.named_parameters()}
     tensors.update({name: b for name, b in module.named_buffers() if b.is_floating_point()})
     return tensors
 

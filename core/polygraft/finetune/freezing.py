@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from polygraft.errors import ConfigError
-from polygraft.finetune.strategy import FinetuneStrategy
-from polygraft.training.callbacks import Callback
+from polygraft.interfaces.callback import Callback
+from polygraft.interfaces.strategy import FinetuneStrategy
 
 if TYPE_CHECKING:
     from polygraft.interfaces import TrainingModule

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from polygraft.errors import ConfigError, IncompatibleComponentsError
-from polygraft.finetune.strategy import FinetuneStrategy
-from polygraft.training.optim import is_no_decay
+from polygraft.finetune.groups import is_no_decay
+from polygraft.interfaces.strategy import FinetuneStrategy
 
 if TYPE_CHECKING:
     from polygraft.interfaces import TrainingModule

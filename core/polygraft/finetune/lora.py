@@ -21,7 +21,7 @@ from torch import nn
 
 from polygraft.errors import ConfigError, IncompatibleComponentsError
 from polygraft.finetune.freezing import ADAPTER_MARKER
-from polygraft.finetune.strategy import FinetuneStrategy
+from polygraft.interfaces.strategy import FinetuneStrategy
 
 if TYPE_CHECKING:
     from polygraft.interfaces import Backbone, TrainingModule
@@ -117,8 +117,8 @@ class LoraStrategy(FinetuneStrategy):
                 f"(looked for {[list(c) for c in CANDIDATE_TARGETS]}). Pass target_modules=[...] naming its "
                 "linear layers, or choose another strategy (full, linear-probe)."
             )
-        config = LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                            target_modules=targets, bias="none")
+        config = LoraConfig(r=self.r, lora_alpha=self.alpha,  # type: ignore[arg-type]  # peft takes a float too
+                            lora_dropout=self.dropout, target_modules=targets, bias="none")
         try:
             self._tuner = LoraModel(model, config, "default")
         except ValueError as exc:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from polygraft.features import Features
@@ -72,6 +73,48 @@ class Backbone(nn.Module):
         checks that the rebuilt preprocessor describes itself as the saved one did.
         """
         return dict(self.build_options)
+
+    def feature_problems(self, features: Features, batch_size: int) -> list[str]:
+        """What is wrong with ``features`` for a batch of ``batch_size`` examples, against the declared
+        ``feature_dim``, ``map_channels`` and ``map_strides`` (empty when nothing is). The trainer checks the first
+        training batch with it, the plugin kit every example it tries."""
+        problems: list[str] = []
+        try:
+            pooled = features.pool()
+        except ValueError as exc:
+            return [str(exc)]
+        if pooled.dim() != 2 or pooled.shape[1] != self.feature_dim:
+            problems.append(f"pooled features must be (batch, feature_dim={self.feature_dim}), got "
+                            f"{tuple(pooled.shape)}")
+        elif pooled.shape[0] != batch_size:
+            problems.append(f"pooled features have {pooled.shape[0]} rows for a batch of {batch_size} examples; keep "
+                            "the batch dimension first and never reduce over it")
+        seq, mask = features.sequence, features.mask
+        if seq is not None and (seq.dim() != 3 or seq.shape[0] != batch_size or seq.shape[2] != self.feature_dim):
+            problems.append(f"sequence features must be (batch={batch_size}, T, feature_dim={self.feature_dim}), got "
+                            f"{tuple(seq.shape)}")
+        elif seq is not None and mask is not None and (mask.dtype != torch.bool or mask.shape != seq.shape[:2]):
+            problems.append("the sequence mask must be a bool (batch, T) tensor, True where the sequence is real")
+        if features.maps is not None:
+            maps = features.maps
+            if not len(maps) == len(self.map_channels) == len(self.map_strides):
+                problems.append(f"{len(maps)} maps but map_channels={self.map_channels} and map_strides="
+                                f"{self.map_strides}; give one channel count and one stride per map")
+            for index, (fmap, channels) in enumerate(zip(maps, self.map_channels)):
+                if fmap.dim() != 4 or fmap.shape[0] != batch_size or fmap.shape[1] != channels:
+                    problems.append(f"map {index} must be (batch={batch_size}, {channels}, H, W), got "
+                                    f"{tuple(fmap.shape)}")
+        return problems
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the axes of each input tensor that vary besides the batch (axis 0), named, for a sample of
+        collated ``inputs``: ``{"input_ids": {1: "sequence"}, "attention_mask": {1: "sequence"}}``. Tensors
+        that share a name share a size. Nested inputs (a fusion backbone's ``{"text": {...}, "image": {...}}``)
+        get a nested answer of the same shape, each branch asking its own backbone (prefix branch names to keep
+        two branches' axes apart). Tensors left out have a dynamic batch and fixed other sizes; the default
+        leaves every tensor out (fixed-size images, vectors). See docs/writing-plugins.md, "Export".
+        """
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {

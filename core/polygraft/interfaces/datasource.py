@@ -16,16 +16,75 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from polygraft.errors import ConfigError
+from polygraft.fingerprint import digest, files_fingerprint
+
+__all__ = ["SPLITS", "DataSource", "InMemorySource", "ListSource", "SubsetSource", "check_split",
+           "files_fingerprint", "take_split"]
 
 SPLITS = ("train", "val", "test", "all")
 """The split names every dataset understands (a dataset may add its own, such as ``rest``)."""
+
+T = TypeVar("T")
+
+
+def check_split(split: str | None, *, name: str, allowed: Sequence[str] = SPLITS, default: str = "all") -> str:
+    """``split`` (``default`` when ``None``) if it is one of ``allowed``, else a ConfigError naming the closest.
+
+    Example:
+        >>> check_split("tset", name="digits")
+        Traceback (most recent call last):
+        ...
+        polygraft.errors.ConfigError: digits: split must be one of ('train', 'val', 'test', 'all'), got 'tset'; did you mean 'test'?
+    """
+    split = default if split is None else split
+    if split not in allowed:
+        from polygraft.options import closest
+
+        near = closest(str(split), list(allowed), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"{name}: split must be one of {tuple(allowed)}, got {split!r}{hint}")
+    return split
+
+
+def take_split(items: Sequence[T], split: str, parts: Sequence[tuple[str, int | None]], *, name: str) -> list[T]:
+    """The items of ``split`` when ``items`` (already shuffled) are cut into consecutive named ``parts``.
+
+    Each part is ``(split name, size)``; one part may have size ``None`` and takes what the others leave (it must
+    keep at least one item). ``all`` is every item. The one split chooser of the packaged and generated datasets.
+
+    Example:
+        >>> parts = [("test", 2), ("val", 1), ("train", None)]
+        >>> take_split(list("abcdefg"), "val", parts, name="x"), take_split(list("abcdefg"), "train", parts, name="x")
+        (['c'], ['d', 'e', 'f', 'g'])
+    """
+    names = [part for part, _ in parts]
+    check_split(split, name=name, allowed=(*names, "all"))
+    if split == "all":
+        return list(items)
+    fixed = [size for _, size in parts if size is not None]
+    if any(size < 0 for size in fixed) or sum(1 for _, size in parts if size is None) > 1:
+        raise ConfigError(f"{name}: split sizes must be ≥ 0 (one of them open-ended), got {dict(parts)}")
+    rest = len(items) - sum(fixed)
+    if rest < (1 if len(fixed) < len(parts) else 0):
+        sizes = ", ".join(f"{part}={size}" for part, size in parts if size is not None)
+        raise ConfigError(f"{name}: {sizes} need {sum(fixed)} examples and must leave some for the other split; "
+                          f"the set has {len(items)}")
+    start = 0
+    for part, size in parts:
+        length = rest if size is None else size
+        if part == split:
+            if length == 0:
+                raise ConfigError(f"{name} has no {split} split with these sizes ({dict(parts)}); give it a size > 0")
+            return list(items[start : start + length])
+        start += length
+    raise AssertionError("unreachable")  # pragma: no cover
 
 SHOWN_SKIPS = 5
 """How many places (file names, file:line) are kept per skip reason for the report."""
@@ -114,6 +173,13 @@ class DataSource(Sequence[dict[str, Any]]):
         source are then kept in memory only, never in the on-disk cache."""
         return None
 
+    def lengths(self) -> list[int] | None:
+        """The compute size of each example if the source knows it without reading the examples (durations from
+        audio headers, a length column), or ``None`` (the default). Only the order matters: the trainer batches
+        similar sizes together (``trainer.group_by_length``) and evaluates longest first. Sources that know
+        nothing leave it; the preprocessor is asked next (see ``DataPipeline.lengths``)."""
+        return None
+
 
 class InMemorySource(DataSource):
     """Base for sources that read everything into ``self.examples`` up front (files parsed once)."""
@@ -148,6 +214,7 @@ class SubsetSource(DataSource):
         self.indices = list(indices)
         self.label_names = parent.label_names
         self.name = parent.name
+        self.storage = parent.storage
         self.skipped, self.skipped_at = parent.skipped, parent.skipped_at
         self.changed, self.changed_at = parent.changed, parent.changed_at
 
@@ -157,38 +224,14 @@ class SubsetSource(DataSource):
     def _example(self, index: int) -> dict[str, Any]:
         return self.parent[self.indices[index]]
 
-    @property  # type: ignore[override]
-    def storage(self) -> str | None:
-        return self.parent.storage
-
     def fingerprint(self) -> str | None:
         parent = self.parent.fingerprint()
-        if parent is None:
-            return None
-        return hashlib.sha256(f"{parent}/{self.indices}".encode()).hexdigest()
+        return None if parent is None else digest([parent, self.indices])
 
+    def lengths(self) -> list[int] | None:
+        known = self.parent.lengths()
+        return None if known is None else [known[i] for i in self.indices]
 
-def files_fingerprint(settings: Any, files: Iterable[tuple[str | Path, Any]]) -> str | None:
-    """:meth:`DataSource.fingerprint` of a source that reads files: sha256 of its reading ``settings`` and, for each
-    ``(path, what the source attaches to it)`` (label, origin, crop...), the path with its size and modification
-    time; ``None`` when a file cannot be examined (its error comes when the file is read).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> file = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-        >>> _ = file.write_text("one")
-        >>> before = files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
-        >>> before == files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
-        True
-        >>> _ = file.write_text("three")
-        >>> before == files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
-        False
-    """
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path, attached in files:
-        try:
-            stat = Path(path).stat()
-        except OSError:
-            return None
-        digest.update(json.dumps([str(path), attached, stat.st_size, stat.st_mtime_ns], default=str).encode())
-    return digest.hexdigest()
+    def first(self, count: int) -> SubsetSource:
+        """A view on the first ``count`` examples of this one (a smaller split that keeps its order)."""
+        return SubsetSource(self.parent, self.indices[: max(0, int(count))])

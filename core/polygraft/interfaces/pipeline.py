@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from polygraft.features import Batch
+from polygraft.interfaces.preprocessor import Preprocessor
 
 
 class DataPipeline:
@@ -38,6 +39,10 @@ class DataPipeline:
     #: pipeline's settings and its preprocessor's output only; ``None`` (the default) = not declared.
     random_prepare: bool | None = None
 
+    #: The backbone's preprocessor this pipeline runs (``None`` for a pipeline that prepares inputs itself): the
+    #: defaults of :meth:`collate_inputs`, :meth:`deterministic`, :meth:`lengths` and :meth:`length_of` use it.
+    preprocessor: Preprocessor | None = None
+
     def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -47,7 +52,9 @@ class DataPipeline:
     def collate_inputs(self, inputs: Sequence[Mapping[str, Any]]) -> Batch:
         """``{"inputs": preprocessor.collate(...), "meta": preprocessor.collate_meta(...)}`` for the prepared
         inputs of several examples (uses ``self.preprocessor``)."""
-        preprocessor = self.preprocessor  # type: ignore[attr-defined]
+        preprocessor = self.preprocessor
+        if preprocessor is None:
+            raise NotImplementedError(f"{type(self).__name__} has no preprocessor: override collate_inputs")
         return {"inputs": preprocessor.collate(inputs), "meta": dict(preprocessor.collate_meta(inputs))}
 
     def deterministic(self) -> bool | None:
@@ -56,11 +63,11 @@ class DataPipeline:
 
         The default combines :attr:`random_prepare` with ``self.preprocessor.deterministic``. An undeclared
         pipeline whose preprocessor is deterministic is unknown; the trainer then still reuses its training
-        results when the training pipeline equals the evaluation one (see ``polygraft.training.prepared``).
+        results when the training pipeline equals the evaluation one (see ``polygraft.inputs.cache.plan``).
         """
         if self.random_prepare:
             return False
-        preprocessor = getattr(self, "preprocessor", None)
+        preprocessor = self.preprocessor
         prepared_by = getattr(preprocessor, "deterministic", None) if preprocessor is not None else True
         if prepared_by is False:
             return False
@@ -70,14 +77,21 @@ class DataPipeline:
         """A text that changes whenever ``prepare``'s result for the same example could (the class, its settings
         and its preprocessor's :meth:`~polygraft.interfaces.Preprocessor.fingerprint`), or ``None`` when some
         part of the pipeline's state cannot be described. The default walks the pipeline's attributes."""
-        from polygraft.training.fingerprint import state_fingerprint
+        from polygraft.fingerprint import state_fingerprint
 
         return state_fingerprint(self)
 
     def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int] | None:
-        """Per-example compute size (e.g. tokens) for length-grouped batching, or ``None`` if unknown.
+        """Per-example compute size (e.g. tokens) of raw examples for length-grouped batching, or ``None`` if
+        unknown. The trainer asks this only when the source's own ``DataSource.lengths()`` says nothing and the
+        prepared examples are not kept (else it takes :meth:`length_of` of each kept example). The default asks
+        the pipeline's ``preprocessor`` (see ``Preprocessor.lengths``)."""
+        return self.preprocessor.lengths(examples) if self.preprocessor is not None else None
 
-        The default asks the pipeline's ``preprocessor`` (see ``Preprocessor.lengths``), if it has one.
-        """
-        preprocessor = getattr(self, "preprocessor", None)
-        return preprocessor.lengths(examples) if preprocessor is not None else None
+    def length_of(self, prepared: Mapping[str, Any]) -> int | None:
+        """The compute size of one *prepared* example (what :meth:`prepare` returned), or ``None``. The default
+        asks the preprocessor about ``prepared["inputs"]`` (see ``Preprocessor.length_of``)."""
+        inputs = prepared.get("inputs") if isinstance(prepared, Mapping) else None
+        if self.preprocessor is None or not isinstance(inputs, Mapping):
+            return None
+        return self.preprocessor.length_of(inputs)

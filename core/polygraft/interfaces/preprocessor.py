@@ -16,7 +16,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polygraft.interfaces.callback import Callback
 
 
 class Preprocessor:
@@ -45,6 +49,12 @@ class Preprocessor:
         ``truncated`` flags, ``word_ids`` or character ``offsets``. It stays on the CPU. Default: nothing."""
         return {}
 
+    def callbacks(self) -> list[Callback]:
+        """Trainer callbacks that count what :meth:`collate_meta` reports: a preprocessor that cuts long inputs and
+        flags them as ``meta["truncated"]`` returns ``[polygraft.TruncationCounter()]``, so the count reaches the
+        run log and ``results.json``. Default: none."""
+        return []
+
     def fit(self, examples: Sequence[Mapping[str, Any]]) -> None:
         """Learn statistics from the raw training examples (a scaler's means, a vocabulary). The trainer calls it
         once before training, with the whole training set, on every process; a resumed run calls it again, so it
@@ -56,6 +66,12 @@ class Preprocessor:
         when examples are all alike (fixed-size images). The trainer uses it to batch similar lengths together
         (``trainer.group_by_length``) and to evaluate in length order; the default returns ``None`` without
         reading the examples."""
+        return None
+
+    def length_of(self, inputs: Mapping[str, Any]) -> int | None:
+        """The compute size of one example's prepared inputs (what ``__call__`` returned): e.g. its token count.
+        The trainer reads it from prepared examples it keeps, so nothing is prepared twice to learn lengths.
+        Default: ``None`` (unknown; :meth:`lengths` is asked instead)."""
         return None
 
     def for_training(self, **augment: Any) -> Preprocessor:
@@ -114,8 +130,8 @@ class Preprocessor:
 
     def read_fields(self, fields: Mapping[str, str]) -> dict[str, Any]:
         """A raw example from named command-line values (``polygraft predict RUN --field question=... --field
-        context=...``): every field as given, and the input key's value (``text``, an image path...) through
-        :meth:`read_input`.
+        context=...``): the input key's value is read by :meth:`read_input` (an image path is opened), the other
+        fields are passed as given. Preprocessors of several fields override it.
 
         Example:
             >>> Preprocessor().read_fields({"x": "1", "note": "a"})
@@ -125,6 +141,11 @@ class Preprocessor:
         if self.input_key in fields:
             example.update(self.read_input(fields[self.input_key]))
         return example
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """Export: write the files a runtime needs besides :meth:`describe`'s settings (a tokenizer's files...)
+        into ``directory`` and return their names. Default: none (the settings are the whole preprocessing)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings (shown to people and saved in the run directory)."""

@@ -25,9 +25,9 @@ from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.pipeline import DataPipeline
 
 if TYPE_CHECKING:
+    from polygraft.interfaces.callback import Callback
     from polygraft.interfaces.datasource import DataSource
     from polygraft.run import RunDirectory
-    from polygraft.training.callbacks import Callback
 
 
 @dataclass
@@ -41,8 +41,9 @@ class StepOutput:
 class TrainingModule(nn.Module):
     """Base class of everything the trainer can train. Owns a ``backbone``.
 
-    Life of a batch: ``prepare_example`` (in DataLoader workers) → ``collate`` → ``forward`` (loss) →
-    ``update_metrics`` → ``compute_metrics`` at the end of validation.
+    Life of a batch: ``data_pipeline(training=...).prepare`` (in DataLoader workers, or once for examples the
+    trainer keeps) → its ``collate`` → ``forward`` (loss) → ``update_metrics`` → ``compute_metrics`` at the end of
+    validation.
     """
 
     backbone: Backbone
@@ -61,7 +62,8 @@ class TrainingModule(nn.Module):
         raise NotImplementedError
 
     def prepare_example(self, example: Mapping[str, Any]) -> dict[str, Any]:
-        """Convenience: preprocess one raw example with the evaluation pipeline."""
+        """Convenience: preprocess one raw example with the evaluation pipeline (built anew each call: hold
+        ``data_pipeline(training=False)`` to prepare many)."""
         return self.data_pipeline(training=False).prepare(example)
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> Batch:
@@ -71,6 +73,20 @@ class TrainingModule(nn.Module):
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
         """Decoded predictions, one JSON-friendly dict per example."""
         raise NotImplementedError
+
+    def predict_examples(self, examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Predictions for raw examples, one per example (what ``polygraft predict`` calls with every input). Each
+        example is its own batch, so a prediction never depends on what else was asked (padding). A task that
+        answers about several inputs together (are two clips the same speaker?) overrides it."""
+        from polygraft.features import move_to_device
+
+        pipeline = self.data_pipeline(training=False)
+        device = next(self.parameters()).device
+        results = []
+        for example in examples:
+            batch = pipeline.collate([pipeline.prepare(example)])
+            results.extend(self.predict(move_to_device(batch, device)))
+        return results
 
     def forward(self, batch: Batch) -> StepOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -91,9 +107,10 @@ class TrainingModule(nn.Module):
         raise NotImplementedError
 
     def callbacks(self) -> list[Callback]:
-        """Trainer callbacks the module needs (an objective's schedule that follows optimizer steps...); none by
-        default."""
-        return []
+        """Trainer callbacks the module needs (an objective's schedule that follows optimizer steps...). The
+        default is what the backbone's preprocessor asks for (``Preprocessor.callbacks``: counters of what it
+        reports in ``batch["meta"]``); a module that adds its own returns ``[*super().callbacks(), ...]``."""
+        return list(self.backbone.preprocessor.callbacks())
 
     def unknown_labels(self, source: DataSource) -> list[str]:
         """Labels in ``source`` this module cannot score (checked for val/test before training); none by default."""

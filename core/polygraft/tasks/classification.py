@@ -30,6 +30,7 @@ from polygraft.interfaces.head import Head
 from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
+from polygraft.options import check_fraction
 
 if TYPE_CHECKING:
     from polygraft.run import RunDirectory
@@ -60,7 +61,7 @@ class ClassificationPipeline(DataPipeline):
         self.label_key = label_key
 
     def prepare(self, example: Mapping[str, Any]) -> dict[str, Any]:
-        item = {"inputs": self.preprocessor(example)}
+        item: dict[str, Any] = {"inputs": self.preprocessor(example)}
         if self.label_key in example:
             item["label"] = self.encode(example[self.label_key], example)
         return item
@@ -78,12 +79,13 @@ class ClassificationTask(Task):
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_smoothing: float = 0.0, label_key: str = "label",
                  augment: bool | dict[str, Any] = False) -> None:
+        check_fraction(dropout, name="dropout", what="task 'classification'")
+        check_fraction(label_smoothing, name="label_smoothing", what="task 'classification'")
         if len(label_names) < 2:
             raise DataError(f"classification needs at least 2 labels, got {list(label_names)}; check the label "
                             "column of the training data")
         head = ClassificationHead(backbone.feature_dim, len(label_names), dropout=dropout)
-        super().__init__(backbone, head, label_names=label_names, dropout=dropout,
-                         label_smoothing=label_smoothing, label_key=label_key, augment=augment)
+        super().__init__(backbone, head, label_names=label_names)
         self.label_smoothing = label_smoothing
         self.label_key = label_key
         self.augment = augment
@@ -96,7 +98,7 @@ class ClassificationTask(Task):
             metrics["top5_accuracy"] = torchmetrics.classification.MulticlassAccuracy(n, top_k=5, average="micro")
         # compute_groups=False: torchmetrics would otherwise merge metrics whose states happen to be equal after
         # the first update (one class in the first batch) and compute top-5 from the wrong counts
-        self.metrics = torchmetrics.MetricCollection(metrics, compute_groups=False)
+        self.metrics = torchmetrics.MetricCollection(metrics, compute_groups=False)  # type: ignore[arg-type]
         self.confusion = torchmetrics.classification.MulticlassConfusionMatrix(n)
         self.last_confusion: torch.Tensor | None = None
 
@@ -133,9 +135,16 @@ class ClassificationTask(Task):
         self.metrics.reset()
         self.confusion.reset()
 
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, classes)}``: what an exported graph returns (softmax them for probabilities)."""
+        return {"logits": self.head(self.backbone(inputs))}
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
-        probabilities = torch.softmax(self.head(self.backbone(batch["inputs"])).float(), dim=-1)
+        return self.predictions_from_outputs(self.export_outputs(batch["inputs"]), batch)
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        probabilities = torch.softmax(torch.as_tensor(outputs["logits"]).float(), dim=-1)
         results = []
         for row in probabilities:
             best = int(row.argmax())

@@ -91,7 +91,25 @@ class FCOSDetectionHead(Head):
                              center_sampling_radius=center_sampling_radius, score_thresh=score_thresh,
                              nms_thresh=nms_thresh, detections_per_img=detections_per_image)
 
-    def forward(self, features: Features, sizes: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None,
+    def dense_outputs(self, features: Features, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """What an exported graph returns before post-processing: one decoded box per anchor ``(B, anchors, 4)``
+        in input pixels, per-class scores ``(B, anchors, classes)`` (``sqrt(sigmoid(logit) * sigmoid(centerness))``,
+        FCOS's), and the anchors per pyramid level (see :mod:`polygraft.tasks.detection_decode`)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        if not features.maps:
+            raise IncompatibleComponentsError("the backbone produced no feature maps; build it with features='maps'")
+        maps = OrderedDict((str(k), features.maps[i]) for k, i in enumerate(self.level_indices))
+        pyramid = list(self.detector.backbone(maps).values())
+        head = self.detector.head(pyramid)
+        canvas = pyramid[0].new_empty((1, 0, height, width))
+        anchors = self.detector.anchor_generator(ImageList(canvas, [(height, width)]), pyramid)[0]
+        boxes = self.detector.box_coder.decode(head["bbox_regression"], anchors)
+        scores = torch.sqrt(torch.sigmoid(head["cls_logits"]) * torch.sigmoid(head["bbox_ctrness"]))
+        return boxes, scores, [int(x.size(2) * x.size(3)) for x in pyramid]
+
+    def forward(self, features: Features, sizes: torch.Tensor,  # type: ignore[override]  # the head needs sizes
+                targets: list[dict[str, torch.Tensor]] | None = None,
                 *, decode: bool = False) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]] | None]:
         """Losses (when ``targets`` are given) and decoded detections (when ``decode``)."""
         from torchvision.models.detection.image_list import ImageList
@@ -175,12 +193,13 @@ class DetectionTask(Task):
                  fpn_channels: int = 64, levels: int = 3, extra_levels: int = 2, head_convs: int = 2,
                  score_thresh: float = 0.05, nms_thresh: float = 0.6, detections_per_image: int = 100,
                  center_sampling_radius: float = 1.5) -> None:
-        head_options = {"fpn_channels": fpn_channels, "levels": levels, "extra_levels": extra_levels,
+        head_options: dict[str, Any] = {"fpn_channels": fpn_channels, "levels": levels, "extra_levels": extra_levels,
                         "head_convs": head_convs, "score_thresh": score_thresh, "nms_thresh": nms_thresh,
                         "detections_per_image": detections_per_image, "center_sampling_radius": center_sampling_radius}
         head = FCOSDetectionHead(backbone.map_channels, backbone.map_strides, len(label_names), **head_options)
-        super().__init__(backbone, head, label_names=label_names, flip_prob=flip_prob, **head_options)
+        super().__init__(backbone, head, label_names=label_names)
         self.flip_prob = flip_prob
+        self._levels: dict[tuple[int, int], list[int]] = {}
         from pycocotools.cocoeval import Params
         from torchmetrics.detection import MeanAveragePrecision
 
@@ -219,6 +238,44 @@ class DetectionTask(Task):
     def reset_metrics(self) -> None:
         self.metric.reset()
 
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"boxes": (B, anchors, 4), "scores": (B, anchors, classes)}`` before thresholds and NMS, for a batch of
+        one fixed input size (the dense preprocessing's); :meth:`predictions_from_outputs` (NumPy, see
+        :mod:`polygraft.tasks.detection_decode`) turns them into what :meth:`predict` returns."""
+        height, width = _input_size(inputs)
+        boxes, scores, levels = self.head.dense_outputs(self.backbone(inputs), height, width)
+        self._levels[(height, width)] = levels
+        return {"boxes": boxes, "scores": scores}
+
+    def decoding(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The post-processing settings of an exported graph for batches like ``inputs`` (written beside it):
+        anchors per pyramid level, input size, thresholds, candidates and detections per image."""
+        height, width = _input_size(inputs)
+        if (height, width) not in self._levels:
+            with torch.no_grad():  # once per input size: the pyramid's sizes
+                self.export_outputs({k: v[:1] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+        detector: Any = self.head.detector
+        return {"level_sizes": self._levels[(height, width)], "image_size": [height, width],
+                "score_thresh": float(detector.score_thresh), "nms_thresh": float(detector.nms_thresh),
+                "topk_candidates": int(detector.topk_candidates),
+                "detections_per_image": int(detector.detections_per_img)}
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from polygraft.tasks.detection_decode import decode_detections
+
+        found = decode_detections(torch.as_tensor(outputs["boxes"]).float().cpu().numpy(),
+                                  torch.as_tensor(outputs["scores"]).float().cpu().numpy(),
+                                  **self.decoding(batch["inputs"]))
+        results = []
+        for detection, scale in zip(found, batch["scales"]):
+            sx, sy = float(scale[0]), float(scale[1])
+            results.append({
+                "boxes": [[round(float(v) / s, 2) for v, s in zip(box, (sx, sy, sx, sy))] for box in detection["boxes"]],
+                "labels": [self.label_names[int(i)] for i in detection["labels"]],
+                "scores": [round(float(s), 4) for s in detection["scores"]],
+            })
+        return results
+
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN image.jpg --draw out.png``: the image with its detections drawn on."""
         image = example.get(self.backbone.preprocessor.input_key)
@@ -239,6 +296,12 @@ class DetectionTask(Task):
                 "scores": [round(float(s), 4) for s in detection["scores"]],
             })
         return results
+
+
+def _input_size(inputs: Mapping[str, Any]) -> tuple[int, int]:
+    """(height, width) of a batch's image tensor."""
+    tensor = next(v for v in inputs.values() if isinstance(v, torch.Tensor) and v.dim() == 4)
+    return int(tensor.shape[-2]), int(tensor.shape[-1])
 
 
 def draw_detections(image: Any, prediction: Mapping[str, Any], path: str, *, min_score: float = 0.3) -> str:

@@ -12,26 +12,27 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields
 
 from polygraft.errors import ConfigError
+from polygraft.inputs.cache.modes import cache_mode
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "sgd")
 
-CACHE_MODES = ("auto", "memory", "disk", "off")
+MAX_COUNT = 2**31 - 1
+"""The largest batch size, step or epoch count a recipe may ask for."""
+
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def cache_mode(value: bool | str) -> str:
-    """``trainer.cache`` normalised: ``true``/``auto`` → ``auto``; ``false``/``off`` → ``off``; ``memory``; ``disk``."""
-    if value is True or value is False:
-        return "auto" if value else "off"
-    mode = str(value).strip().lower()
-    mode = {"true": "auto", "on": "auto", "false": "off", "no": "off", "none": "off"}.get(mode, mode)
-    if mode not in CACHE_MODES:
-        raise ConfigError(f"trainer.cache must be one of {CACHE_MODES} (or true/false), got {value!r}")
-    return mode
+def check_device(value: str) -> None:
+    """``trainer.device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if not DEVICE.match(value):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 
 
 REMOVED = {
@@ -40,6 +41,41 @@ REMOVED = {
     "monitor_mode": "callbacks: [{name: best-checkpoint, monitor: val/accuracy, mode: max}]",
 }
 """Trainer keys that moved elsewhere → what to write instead."""
+
+
+OPTION_DOCS = {
+    "max_epochs": "passes over the training data (ignored when `max_steps` is set)",
+    "max_steps": "optimizer steps to train; bounds the run instead of `max_epochs`",
+    "batch_size": "examples per micro-batch on each process",
+    "eval_batch_size": "examples per evaluation batch; null = `batch_size`",
+    "lr": "peak learning rate",
+    "weight_decay": "decoupled weight decay (none on biases, norms and other 1-D parameters)",
+    "optimizer": "`adamw` (fused kernels on CPU, CUDA and MPS) or `sgd`",
+    "momentum": "SGD momentum (`optimizer: sgd` only)",
+    "schedule": "learning-rate decay after warmup: `cosine`, `linear` or `constant`",
+    "warmup_steps": "linear warmup steps; null = `warmup_ratio` of the planned steps",
+    "warmup_ratio": "linear warmup as a share of the planned steps, in [0, 1)",
+    "grad_accum": "micro-batches per optimizer step; an epoch's last, shorter chunk is stepped too",
+    "clip_grad_norm": "clip the global gradient norm to this value; null = no clipping",
+    "precision": "`32`, `bf16-mixed` or `fp16-mixed` (autocast; a gradient scaler for fp16)",
+    "device": "`auto`, `cpu`, `cuda`, `cuda:N` or `mps`",
+    "compile": "run the model through `torch.compile`",
+    "channels_last": "channels-last memory format for the model and image batches",
+    "num_workers": "DataLoader workers; null = chosen per split from the machine and what is still done per read",
+    "cache": "keep prepared examples across epochs: `auto`, `memory`, `disk` or `false`",
+    "cache_memory_mb": "memory for kept examples; null = a quarter of the available memory",
+    "eval_every": "validate every N optimizer steps; null = at the end of each epoch",
+    "log_every": "write a `metrics.jsonl` row every N optimizer steps",
+    "checkpoint_every": "checkpoint every N optimizer steps; null = at every validation point",
+    "seed": "fixes initial weights, data order, augmentation and dropout",
+    "deterministic": "`torch.use_deterministic_algorithms(warn_only=True)` during the fit",
+    "skip_nonfinite": "skip (and count) optimizer steps whose loss is NaN or infinite instead of stopping",
+    "progress": "show a progress bar",
+    "tensorboard": "also write TensorBoard event files into the run directory",
+    "drop_last": "drop each epoch's last, incomplete training batch",
+    "group_by_length": "batch training examples of similar length together (text, audio): less padding",
+}
+"""What each trainer option means (``docs/recipes.md`` is generated from these and the field types)."""
 
 
 @dataclass
@@ -64,7 +100,7 @@ class TrainerConfig:
     compile: bool = False
     channels_last: bool = False
     num_workers: int | None = None  # DataLoader workers; null = chosen per split from the machine and the data
-    cache: bool | str = "auto"  # keep prepared examples across epochs: auto | memory | disk | false (see prepared.py)
+    cache: bool | str = "auto"  # keep prepared examples across epochs: auto | memory | disk | false (inputs/cache)
     cache_memory_mb: int | None = None  # memory for kept examples; null = a quarter of the available memory
     eval_every: int | None = None  # steps; None = at the end of each epoch
     log_every: int = 10
@@ -84,18 +120,24 @@ class TrainerConfig:
             annotation = eval(str(spec.type))
             option = Option(spec.name, annotation=annotation, annotation_text=str(spec.type))
             setattr(self, spec.name, check_value(option, getattr(self, spec.name), what="trainer"))
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"trainer.{spec.name} must be a finite number, got {value}")
         for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"trainer.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.max_steps is None and self.max_epochs is None:
             raise ConfigError("set trainer.max_steps or trainer.max_epochs (both are None)")
         for name in ("batch_size", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"trainer.{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size"):
+            if not 1 <= getattr(self, name) <= MAX_COUNT:
+                raise ConfigError(f"trainer.{name} must be in [1, {MAX_COUNT:,}], got {getattr(self, name)}")
+        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size", "warmup_steps"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"trainer.{name} must be ≥ 1 (or null), got {value}")
+            low = 0 if name == "warmup_steps" else 1
+            if value is not None and not low <= value <= MAX_COUNT:
+                raise ConfigError(f"trainer.{name} must be in [{low}, {MAX_COUNT:,}] (or null), got {value}")
+        check_device(self.device)
         workers = self.num_workers if self.num_workers is not None else 0
         if self.lr < 0 or self.weight_decay < 0 or workers < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("trainer.lr, weight_decay and num_workers must be ≥ 0 and warmup_ratio in [0, 1); got "

@@ -1,4 +1,7 @@
-"""torch.distributed under torchrun: process group set-up, samplers, reductions. Single process otherwise.
+"""torch.distributed under torchrun: process group set-up and reductions. Single process otherwise.
+
+The rank variables torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``) are read here and
+nowhere else.
 
 Launch the same recipe on N processes with ``torchrun --nproc-per-node N -m polygraft finetune recipe.yaml``:
 gloo on CPU, NCCL on CUDA.
@@ -12,13 +15,11 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Sampler
 
 
 @dataclass
@@ -28,13 +29,16 @@ class DistributedContext:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1  # processes on this machine (they share its cores and memory)
     initialized_here: bool = False
 
     @classmethod
     def from_environment(cls) -> DistributedContext:
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
             return cls()
-        return cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+        world = int(os.environ["WORLD_SIZE"])
+        return cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), world,
+                   int(os.environ.get("LOCAL_WORLD_SIZE", world)))
 
     @property
     def enabled(self) -> bool:
@@ -95,48 +99,3 @@ class DistributedContext:
 
     def _collective_device(self) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler (also for one process) that can skip the samples of batches already trained on.
-
-    The order depends only on ``seed`` and the epoch, so a resumed run sees exactly the batches an
-    uninterrupted run would have seen.
-    """
-
-    def __init__(self, dataset_size: int, *, rank: int, world_size: int, shuffle: bool, seed: int,
-                 drop_last: bool) -> None:
-        super().__init__(range(dataset_size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last)
-        self.skip = 0
-
-    def set_position(self, epoch: int, skip_samples: int) -> None:
-        self.set_epoch(epoch)
-        self.skip = skip_samples
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.skip :])
-
-    def __len__(self) -> int:
-        return max(0, self.num_samples - self.skip)
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation order: rank r takes examples r, r + W, r + 2W... — no padding, so metrics gathered across
-    ranks count every example exactly once (DistributedSampler repeats some to even out the shards). Given
-    per-example ``lengths`` it visits its shard longest first, so padded batches hold similar lengths."""
-
-    def __init__(self, dataset_size: int, *, rank: int, world_size: int, lengths: Sequence[int] | None = None) -> None:
-        shard = range(rank, dataset_size, world_size)
-        # with lengths: longest first, so batches hold similar lengths (metrics do not depend on the order)
-        self.indices: Sequence[int] = shard if lengths is None else sorted(shard, key=lambda i: -lengths[i])
-
-    def set_position(self, epoch: int, skip_samples: int) -> None:
-        """Evaluation always starts from the beginning."""
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)

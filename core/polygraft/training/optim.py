@@ -1,13 +1,16 @@
 """Optimizer and learning-rate schedule.
 
 AdamW by default (fused kernels on CUDA, CPU and MPS), no weight decay on norms, biases and other 1-D
-parameters; linear warmup then cosine, linear or constant.
+parameters (the rule lives in :mod:`polygraft.finetune.groups`, shared with the strategies); linear warmup then
+cosine, linear or constant.
 
 Example:
     >>> import torch
-    >>> from polygraft.training.optim import default_param_groups
-    >>> groups = default_param_groups(torch.nn.Linear(2, 2), weight_decay=0.1)
-    >>> [g["weight_decay"] for g in groups]
+    >>> from polygraft.training.config import TrainerConfig
+    >>> from polygraft.training.optim import build_optimizer, default_param_groups
+    >>> model = torch.nn.Linear(2, 2)
+    >>> optimizer = build_optimizer(default_param_groups(model, weight_decay=0.1), TrainerConfig(), torch.device("cpu"))
+    >>> [group["weight_decay"] for group in optimizer.param_groups]
     [0.1, 0.0]
 """
 
@@ -17,25 +20,11 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
+from polygraft.finetune.groups import default_param_groups, is_no_decay
 from polygraft.training.config import TrainerConfig
 
-
-def is_no_decay(name: str, param: nn.Parameter) -> bool:
-    """The one no-weight-decay rule: biases, norm weights and every other 1-D parameter get none."""
-    return param.ndim <= 1 or name.endswith(".bias") or "norm" in name.lower()
-
-
-def default_param_groups(module: nn.Module, *, weight_decay: float) -> list[dict[str, Any]]:
-    """Every parameter (frozen ones simply get no gradient), split into decay and no-decay groups."""
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        (no_decay if is_no_decay(name, param) else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+__all__ = ["build_optimizer", "build_scheduler", "default_param_groups", "is_no_decay", "warmup_steps"]
 
 
 def build_optimizer(groups: list[dict[str, Any]], config: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:

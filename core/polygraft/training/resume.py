@@ -12,22 +12,23 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polygraft.errors import TrainingError
+from polygraft.fingerprint import digest
+from polygraft.paths import file_problem
 from polygraft.training import checkpoint as ckpt
 
 if TYPE_CHECKING:
+    from polygraft.interfaces import Callback
     from polygraft.training.trainer import Trainer
 
 # settings that may change between a run and its resume (how long, how it is shown, where it runs)
 UNFINGERPRINTED = {"resume", "output_dir", "max_steps", "max_epochs", "progress", "num_workers", "log_every",
-                   "tensorboard", "device", "eval_every", "checkpoint_every"}
+                   "tensorboard", "device", "eval_every", "checkpoint_every", "overwrite"}
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
@@ -38,8 +39,19 @@ def fingerprint(config: Mapping[str, Any]) -> str:
             return {k: strip(v) for k, v in value.items() if k not in UNFINGERPRINTED}
         return value
 
-    return hashlib.sha256(json.dumps(strip(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(strip(config))[:16]
 
+
+def callback_states(callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """Each callback's ``state_dict`` under its ``checkpoint_key()``; two callbacks may not share a key."""
+    states: dict[str, Any] = {}
+    for callback in callbacks:
+        key = callback.checkpoint_key()
+        if key in states:
+            raise TrainingError(f"two callbacks save their state under {key!r}; give one of them its own state_key "
+                                "(class attribute or property) so a resumed run restores each")
+        states[key] = callback.state_dict()
+    return states
 
 
 def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
@@ -51,7 +63,7 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         "scaler": trainer.precision.scaler.state_dict() if trainer.precision.scaler else None,
         "rng": ckpt.rng_state(),
         "trainer": asdict(trainer.state),
-        "callbacks": [[type(callback).__qualname__, callback.state_dict()] for callback in trainer.callbacks],
+        "callbacks": callback_states(trainer.callbacks),
         "fingerprint": fingerprint(trainer.run_config),
     }
 
@@ -63,8 +75,10 @@ def restore(trainer: Trainer, resume: str | Path) -> None:
         if trainer.run is None:
             raise TrainingError("resume=last needs an output_dir (the run directory to resume)")
         path = trainer.run.last_checkpoint
-    if not path.exists():
-        raise TrainingError(f"cannot resume: {path} does not exist (start without resume, or check output_dir)")
+    problem = file_problem(path)
+    if problem is not None:
+        shown = str(path) if len(str(path)) < 200 else f"{str(path)[:80]}..."
+        raise TrainingError(f"cannot resume: {shown} {problem} (start without resume, or check output_dir)")
     state = ckpt.load_checkpoint(path)
     expected = fingerprint(trainer.run_config)
     if state["fingerprint"] != expected:
@@ -79,13 +93,14 @@ def restore(trainer: Trainer, resume: str | Path) -> None:
         trainer.precision.scaler.load_state_dict(state["scaler"])
     known = {f.name for f in fields(trainer.state)}
     trainer.state = type(trainer.state)(**{k: v for k, v in state["trainer"].items() if k in known})
-    saved = list(state["callbacks"])
-    for callback in trainer.callbacks:  # matched by class, in order; a callback new to this run starts fresh
-        name = type(callback).__qualname__
-        match = next((entry for entry in saved if entry[0] == name), None)
-        if match is not None:
-            saved.remove(match)
-            callback.load_state_dict(match[1])
+    saved = state["callbacks"]
+    by_class = isinstance(saved, list)  # written by polygraft 0.1: [class name, state] pairs
+    if by_class:
+        saved = {name: entry for name, entry in reversed(saved)}
+    for callback in trainer.callbacks:  # matched by state key; a callback new to this run starts fresh
+        key = type(callback).__qualname__ if by_class else callback.checkpoint_key()
+        if key in saved:
+            callback.load_state_dict(saved[key])
     ckpt.set_rng_state(state["rng"])
     if trainer.run is not None:
         trainer.run.truncate_metrics(trainer.state.global_step)

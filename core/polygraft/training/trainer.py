@@ -1,9 +1,13 @@
 """The shared Trainer: one readable loop for fine-tuning tasks and pretraining objectives in every modality.
 
 It wires pieces that live in their own modules: devices and precision (precision.py), torch.distributed
-(distributed.py), optimizer and schedule (optim.py), data loading (data.py), checkpoints and resume
-(checkpoint.py, resume.py), callbacks (callbacks.py, builtin_callbacks.py), logging (logger.py) and the run
-directory (run.py). It knows no modality: what a batch holds is the training module's business.
+(distributed.py), optimizer and learning-rate schedule (optim.py), the plan of steps and when to validate and
+checkpoint (schedule.py), checkpoints and resume (checkpoint.py, resume.py), logging (logger.py), the data loaders
+and input cache (``polygraft.inputs``), callbacks (``polygraft.interfaces.Callback``) and the run directory
+(``polygraft.run``). It knows no modality: what a batch holds is the training module's business.
+
+One optimizer step is one chunk of ``grad_accum`` micro-batches; an epoch's last chunk may be shorter, and is stepped
+too (its loss averaged over its micro-batches): see ``polygraft.training.schedule``.
 
 Example:
     >>> import tempfile, polygraft
@@ -21,8 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,24 +35,26 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from polygraft.errors import TrainingError
-from polygraft.features import batch_size_of, move_to_device
-from polygraft.interfaces import DataSource, StepOutput, TrainingModule
+from polygraft.features import Batch, batch_size_of, move_to_device
+from polygraft.inputs.datasets import raise_worker_errors
+from polygraft.inputs.loaders import Loaders, LoaderSettings, check_sizes, position_loader
+from polygraft.interfaces import Callback, DataSource, StepOutput, TrainingModule
 from polygraft.run import RunDirectory
-from polygraft.training import checkpoint as ckpt
-from polygraft.training.builtin_callbacks import TruncationCounter
-from polygraft.training.callbacks import Callback
+from polygraft.training.checks import check_first_features, out_of_memory_named
 from polygraft.training.config import TrainerConfig
-from polygraft.training.data import check_sizes, checked, position_loader
 from polygraft.training.distributed import DistributedContext
-from polygraft.training.loaders import TrainerLoaders
+from polygraft.training.evaluation import evaluate_loader
 from polygraft.training.logger import LossWindow, TrainingLogger
 from polygraft.training.optim import build_optimizer, build_scheduler, default_param_groups
+from polygraft.training.outputs import write_checkpoint, write_model, write_results
 from polygraft.training.precision import Precision, pick_device
-from polygraft.training.resume import checkpoint_state, restore
+from polygraft.training.resume import restore
+from polygraft.training.schedule import Schedule, StepPlan, chunk_sizes
+from polygraft.training.signals import Received, stop_on_signals
 from polygraft.training.usage import Usage
 
 if TYPE_CHECKING:
-    from polygraft.finetune.strategy import FinetuneStrategy
+    from polygraft.interfaces import FinetuneStrategy
 
 
 @dataclass
@@ -71,6 +77,7 @@ class FitResult:
     stop_reason: str = "finished"
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, Any] = field(default_factory=dict)
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGUSR1): resume it with resume=last
 
 
 class Trainer:
@@ -79,12 +86,13 @@ class Trainer:
     def __init__(self, config: TrainerConfig | Mapping[str, Any] | None = None, *,
                  output_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
                  strategies: Sequence[FinetuneStrategy] = (), resume: str | Path | None = None,
-                 run_config: Mapping[str, Any] | None = None) -> None:
+                 run_config: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
         self.config = config if isinstance(config, TrainerConfig) else TrainerConfig(**dict(config or {}))
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.user_callbacks = list(callbacks)
         self.strategies = list(strategies)
         self.resume = resume
+        self.overwrite = overwrite  # a fresh run may replace an earlier run in output_dir
         self.run_config = dict(run_config) if run_config is not None else {"trainer": asdict(self.config)}
         self.dist = DistributedContext.from_environment()
         self.device = pick_device(self.config.device, local_rank=self.dist.local_rank)
@@ -100,42 +108,31 @@ class Trainer:
         self.logger: TrainingLogger | None = None
         self.max_steps = 0
         self.results: dict[str, Any] = {}  # what callbacks add to results.json
-        self.loaders: TrainerLoaders | None = None  # DataLoaders and the input cache of the current fit
+        self.loaders: Loaders | None = None  # DataLoaders and the input cache of the current fit
         self.usage = Usage(self.device)  # time, parameters and memory of the fit
+        self.schedule = Schedule(self.config.eval_every, self.config.checkpoint_every)
         self._stop_reason: str | None = None
+        # loop state of one fit
+        self._metrics: dict[str, float] = {}  # the latest validation metrics
+        self._validated_at = -1  # global step of the latest validation
+        self._window = LossWindow(self.device)
+        self._signal = Received()  # a stop signal (SIGTERM...) received during the fit
+        self._checkpointed_at = -1  # global step of the newest checkpoint on disk
 
     # ----------------------------------------------------------------- public API
     def fit(self, module: TrainingModule, *, train_data: DataSource, val_data: DataSource | None = None,
             test_data: DataSource | None = None) -> FitResult:
         """Train, validate, checkpoint; save the model; then evaluate ``test_data`` (``test/...`` metrics) and
         write the results into the run directory."""
+        self.usage.fit_called()
         self.dist.setup(self.device)
+        self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
         try:
-            train_loader, val_loader = self._setup(module, train_data, val_data)
-            if self.run is not None:
-                self.run.write_data_report({split: data.describe() for split, data in
-                                            (("train", train_data), ("val", val_data), ("test", test_data))
-                                            if data is not None})
-            for callback in self.callbacks:
-                callback.on_fit_start(self)
-            self.usage.start(module)
-            metrics = self._train(train_loader, val_loader)
-            self.usage.stop()
-            self.add_results(self.usage.report(samples=self.state.samples_seen))
-            for strategy in self.strategies:
-                strategy.finalize(module)
-            for callback in self.callbacks:
-                callback.on_fit_end(self)
-            self._save_model()  # before test evaluation, so a failing test split never loses the training
-            if test_data is not None:
-                metrics = {**metrics, **self._validate(self._eval_loader(module, test_data), prefix="test")}
-            skipped = {split: data.skip_report() for split, data in
-                       (("train", train_data), ("val", val_data), ("test", test_data)) if data is not None}
-            self._finish(metrics, skipped)
-            return FitResult(metrics=metrics, run_dir=self.run.path if self.run else None,
-                             stop_reason=self._stop_reason or "finished", history=self.logger.history,
-                             skipped=skipped)
+            with self._locked(), stop_on_signals() as self._signal:
+                if self.run is not None:  # before anything is written: one run per folder
+                    self.run.begin(resume=self.resume is not None, overwrite=self.overwrite)
+                return self._fit(module, train_data, val_data, test_data)
         finally:
             torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
             if self.logger is not None:
@@ -143,6 +140,45 @@ class Trainer:
             self.model = None  # release DDP's reducer while the process group still exists
             gc.collect()
             self.dist.teardown()
+
+    def _fit(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None,
+             test_data: DataSource | None) -> FitResult:
+        train_loader, val_loader = self._setup(module, train_data, val_data)
+        splits = {split: data for split, data in (("train", train_data), ("val", val_data), ("test", test_data))
+                  if data is not None}
+        if self.run is not None:
+            self.run.write_data_report({split: data.describe() for split, data in splits.items()})
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        self.usage.start(module)
+        metrics = self._train(train_loader, val_loader)
+        if self._signal:  # stopped by the scheduler: the checkpoint is written, the run is not finished
+            return self._interrupted(splits)
+        self.usage.stop()
+        self.add_results(self.usage.report(samples=self.state.samples_seen))
+        for strategy in self.strategies:
+            strategy.finalize(module)
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
+        self._save_model()  # before test evaluation, so a failing test split never loses the training
+        if test_data is not None:
+            metrics = {**metrics, **self._validate(self._eval_loader(module, test_data), prefix="test")}
+        skipped = {split: data.skip_report() for split, data in splits.items()}
+        self._finish(metrics, skipped)
+        return FitResult(metrics=metrics, run_dir=self.run.path if self.run else None,
+                         stop_reason=self._stop_reason or "finished", history=self.logger.history, skipped=skipped)
+
+    def _interrupted(self, splits: Mapping[str, DataSource]) -> FitResult:
+        name, step = self._signal.name, self.state.global_step
+        where = f"{self.run.last_checkpoint}" if self.run is not None else "no run directory, so nothing"
+        self.message(f"stopped by {name} at step {step}: {where} holds the training so far; run the same command "
+                     "with resume=last to go on")
+        return FitResult(metrics=dict(self._metrics), run_dir=self.run.path if self.run else None,
+                         stop_reason=f"stopped by {name} at step {step}", history=self.logger.history,
+                         skipped={split: data.skip_report() for split, data in splits.items()}, interrupted=name)
+
+    def _locked(self) -> Any:
+        return self.run.locked() if self.run is not None else contextlib.nullcontext()
 
     def evaluate(self, module: TrainingModule, data: DataSource, *, prefix: str = "val") -> dict[str, float]:
         """Loss and metrics of ``module`` on ``data`` (no training)."""
@@ -175,6 +211,9 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def _setup(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None) -> tuple[Any, Any]:
+        """Build everything a fit needs. Two orderings matter: strategies set the module up (freeze, add
+        adapters) before the optimizer collects its parameters, and a resume restores the checkpoint only once
+        module, optimizer, scheduler and callbacks all exist."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:  # process-wide: fit() restores the previous setting when it returns
@@ -187,87 +226,104 @@ class Trainer:
             strategy.setup(module)
         module.to(self.device)
         if cfg.channels_last:
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         groups = next((g for s in self.strategies
                        if (g := s.param_groups(module, lr=cfg.lr, weight_decay=cfg.weight_decay)) is not None), None)
         self.optimizer = build_optimizer(groups or default_param_groups(module, weight_decay=cfg.weight_decay),
                                          cfg, self.device)
-        self.loaders = TrainerLoaders(cfg, self.dist, pin_memory=self.device.type == "cuda")  # fresh cache per fit
-        train_loader, val_loader = self.loaders.for_fit(module, train_data, val_data)
-        steps_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
-        self.max_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * (cfg.max_epochs or 1)
+        plan = StepPlan.of(cfg, train_size=len(train_data), world_size=self.dist.world_size)
+        self.max_steps = plan.max_steps
+        self.loaders = self._loaders()  # a fresh input cache per fit
+        train_loader, val_loader = self.loaders.for_fit(
+            train_data, val_data, train=module.data_pipeline(training=True),
+            evaluation=module.data_pipeline(training=False), epochs=plan.epochs, validations=plan.validations)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self._wrap_model()
-        self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
-                          *module.callbacks(), TruncationCounter()]
+                          *module.callbacks()]
         if self.resume is not None:
             restore(self, self.resume)
+            self._checkpointed_at = self.state.global_step  # already on disk: a finished run is not saved again
         elif self.run is not None:
             self.run.write_config(self.run_config)
-            self.run.clear_metrics()
         self.logger = TrainingLogger(self.run, total_steps=self.max_steps,
                                      show_progress=cfg.progress and self.dist.is_main,
                                      initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
         for line in self.loaders.lines():
             self.message(line)
+        check_first_features(module.backbone)
         return train_loader, val_loader
+
+    def _loaders(self) -> Loaders:
+        return Loaders(LoaderSettings.of(self.config), self.dist, pin_memory=self.device.type == "cuda")
 
     def _eval_loader(self, module: TrainingModule, data: DataSource) -> Any:
         """The loader of a test split (or of ``evaluate``): read once, so nothing is kept."""
         if self.loaders is None:
-            self.loaders = TrainerLoaders(self.config, self.dist, pin_memory=self.device.type == "cuda")
+            self.loaders = self._loaders()
         return self.loaders.evaluation(data, module.data_pipeline(training=False), split="test")[0]
 
     # ----------------------------------------------------------------- the loop
     def _train(self, train_loader: Any, val_loader: Any) -> dict[str, float]:
         cfg, state = self.config, self.state
-        self._metrics: dict[str, float] = {}
-        self._validated_at = -1
-        self._window = LossWindow(self.device)
         self.module.train()
-        while state.global_step < self.max_steps and self._stop_reason is None:
+        while not self._done():
             position_loader(train_loader, epoch=state.epoch, skip_batches=state.batches_in_epoch, seed=cfg.seed)
             for callback in self.callbacks:
                 callback.on_train_epoch_start(self, state.epoch)
-            for batch in checked(train_loader):
-                state.batches_in_epoch += 1
-                output = self._micro_step(batch)
-                if output is None or state.batches_in_epoch % cfg.grad_accum != 0:
-                    continue  # accumulating, or a non-finite batch was skipped
-                self._optimizer_step()
-                self._after_step(val_loader, batch, output)
-                if state.global_step >= self.max_steps or self._stop_reason is not None:
+            batches = raise_worker_errors(train_loader)
+            for size in chunk_sizes(len(train_loader), cfg.grad_accum):  # the loader starts where the epoch stands
+                done = self._train_step(itertools.islice(batches, size), size)
+                if done is not None:
+                    self._after_step(val_loader, *done)
+                if self._done():
                     break
             else:  # the epoch ran out
                 self._end_epoch(val_loader)
-        if val_loader is not None and state.global_step != self._validated_at:
+        if val_loader is not None and state.global_step != self._validated_at and not self._signal:
             self._metrics = self._validate_and_log(val_loader)
         self._save_checkpoint()
         return self._metrics
 
-    def _micro_step(self, batch: dict[str, Any]) -> StepOutput | None:
-        """Forward and backward of one micro-batch (gradients accumulate until the optimizer step)."""
-        accum = self.config.grad_accum
-        if (self.state.batches_in_epoch - 1) % accum == 0:
-            for callback in self.callbacks:
-                callback.on_train_step_start(self, self.state.global_step)
+    def _done(self) -> bool:
+        return self.state.global_step >= self.max_steps or self._stop_reason is not None or bool(self._signal)
+
+    def _train_step(self, micro_batches: Iterator[Batch], size: int) -> tuple[Batch, StepOutput] | None:
+        """One optimizer step over the next ``size`` micro-batches (gradients accumulate across them; DDP syncs on
+        the last). Returns the last micro-batch and its output, or ``None`` when a non-finite loss skipped the step
+        (its remaining micro-batches are read and dropped, so the epoch stays aligned)."""
+        for callback in self.callbacks:
+            callback.on_train_step_start(self, self.state.global_step)
+        done: tuple[Batch, StepOutput] | None = None
+        for position, batch in enumerate(micro_batches, start=1):
+            self.state.batches_in_epoch += 1
+            output = self._micro_step(batch, last=position == size, scale=size)
+            if output is None:
+                self.state.batches_in_epoch += sum(1 for _ in micro_batches)
+                return None
+            done = batch, output
+        if done is None:
+            return None
+        self._optimizer_step(micro_batches=size)
+        return done
+
+    def _micro_step(self, batch: Batch, *, last: bool, scale: int) -> StepOutput | None:
+        """Forward and backward of one micro-batch, its loss divided by the step's number of micro-batches."""
         batch = self._to_device(batch)
-        last = self.state.batches_in_epoch % accum == 0
         sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
-        with sync:
+        with sync, out_of_memory_named(self.state.global_step + 1, batch_size_of(batch)):
             with self.precision.autocast():
                 output = self.model(batch)
             if not torch.isfinite(output.loss):
                 self._nonfinite(output.loss)
                 return None
-            self.precision.backward(output.loss / self.config.grad_accum)
+            self.precision.backward(output.loss / scale)
         self._window.add(output.loss.detach(), batch_size_of(batch) * self.dist.world_size)
         for callback in self.callbacks:
             callback.on_train_batch_end(self, batch, output)
         return output
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self, *, micro_batches: int) -> None:
         cfg = self.config
         self.precision.unscale(self.optimizer)
         if cfg.clip_grad_norm:
@@ -279,9 +335,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.state.global_step += 1
-        self.state.samples_seen += cfg.batch_size * cfg.grad_accum * self.dist.world_size
+        self.state.samples_seen += cfg.batch_size * micro_batches * self.dist.world_size
 
-    def _after_step(self, val_loader: Any, batch: dict[str, Any], output: StepOutput) -> None:
+    def _after_step(self, val_loader: Any, batch: Batch, output: StepOutput) -> None:
         """Per-step work after the weights changed: progress, step callbacks, logging, validation, checkpoint."""
         cfg, step = self.config, self.state.global_step
         self.logger.advance()
@@ -292,10 +348,7 @@ class Trainer:
             loss, samples_per_s = self._window.flush()
             self.logger.log({"step": step, "epoch": self.state.epoch, "train/loss": self.dist.mean(loss, self.device),
                              "train/lr": self.scheduler.get_last_lr()[0], "train/samples_per_s": samples_per_s})
-        if val_loader is not None and cfg.eval_every and step % cfg.eval_every == 0:
-            self._metrics = self._validate_and_log(val_loader)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            self._save_checkpoint()
+        self._run_due(self.schedule.after_step(step), val_loader)
 
     def _end_epoch(self, val_loader: Any) -> None:
         state = self.state
@@ -303,18 +356,24 @@ class Trainer:
             callback.on_train_epoch_end(self, state.epoch)
         state.epoch += 1
         state.batches_in_epoch = 0
-        if val_loader is not None and not self.config.eval_every and state.global_step != self._validated_at:
+        self._run_due(self.schedule.after_epoch(), val_loader)
+
+    def _run_due(self, due: Any, val_loader: Any) -> None:
+        if due.validate and val_loader is not None and self.state.global_step != self._validated_at:
             self._metrics = self._validate_and_log(val_loader)
-        if not self.config.checkpoint_every:
+        if due.checkpoint:
             self._save_checkpoint()
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
         state, loss = self.state, loss.detach()
         where = f"step {state.global_step + 1} (epoch {state.epoch}, batch {state.batches_in_epoch})"
         if not self.config.skip_nonfinite:
+            cached = self.loaders.cached_on_disk("train") if self.loaders is not None else None
+            data = (f"check the data of that batch: it came from the input cache at {cached} (rule the cache out "
+                    "with trainer.cache=off, or delete that folder)" if cached else "check the data of that batch")
             raise TrainingError(
-                f"loss is {float(loss)} at {where}. Lower trainer.lr, check the data of that batch, try "
-                "precision=32, or set trainer.skip_nonfinite=true to skip such batches (they are counted)."
+                f"loss is {float(loss)} at {where}. Lower trainer.lr, {data}, try precision=32, or set "
+                "trainer.skip_nonfinite=true to skip such batches (they are counted)."
             )
         state.skipped_nonfinite += 1
         self.optimizer.zero_grad(set_to_none=True)
@@ -328,39 +387,11 @@ class Trainer:
         self._validated_at = self.state.global_step
         return metrics
 
-    @torch.no_grad()
     def _validate(self, loader: Any, *, prefix: str) -> dict[str, float]:
-        module = self.module
-        self.stage = prefix
-        for callback in self.callbacks:
-            callback.on_validation_start(self)
-        was_training = module.training
-        module.eval()
-        module.reset_metrics()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss × n, examples
-        position_loader(loader, epoch=0, skip_batches=0, seed=self.config.seed)
-        for batch in checked(loader):
-            batch = self._to_device(batch)
-            with self.precision.autocast():
-                output = module(batch)
-            n = batch_size_of(batch)
-            sums[0] += output.loss.detach().double() * n
-            sums[1] += n
-            module.update_metrics(batch, output)
-            for callback in self.callbacks:
-                callback.on_validation_batch_end(self, batch, output)
-        if self.dist.enabled:
-            torch.distributed.all_reduce(sums)
-        metrics = {f"{prefix}/loss": float(sums[0] / sums[1].clamp_min(1))}
-        metrics.update({f"{prefix}/{name}": value for name, value in module.compute_metrics().items()})
-        for callback in self.callbacks:
-            callback.on_validation_end(self, metrics)
-        module.train(was_training)
-        self.stage = "train"
-        return metrics
+        return evaluate_loader(self, loader, prefix=prefix)
 
     # ----------------------------------------------------------------- pieces
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def _to_device(self, batch: Batch) -> Batch:
         """Everything but ``meta`` goes to the device once (``meta`` too when the module asks)."""
         if self.module.meta_on_device:
             return move_to_device(batch, self.device)
@@ -372,34 +403,23 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         if self.config.compile:
-            model = torch.compile(model)
+            model = torch.compile(model)  # type: ignore[assignment]  # a module that forwards to the compiled one
         self.model = model
 
     def _save_checkpoint(self) -> None:
-        if self.run is None or not self.run.enabled:
+        if self.run is None or not self.run.enabled or self._checkpointed_at == self.state.global_step:
             return
-        path = self.run.last_checkpoint
-        ckpt.atomic_save(checkpoint_state(self), path)
+        path = write_checkpoint(self)
+        self._checkpointed_at = self.state.global_step
         for callback in self.callbacks:
             callback.on_checkpoint_saved(self, path)
 
     def _save_model(self) -> None:
         if self.run is not None and self.run.enabled:
-            from polygraft.model_io import save_model
-
-            save_model(self.module, self.run.model_dir)
+            write_model(self)
 
     def _finish(self, metrics: dict[str, float], skipped: dict[str, Any]) -> None:
-        if self.run is None or not self.run.enabled:
-            return
-        from polygraft.plots import plot_curves
-
-        results: dict[str, Any] = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-        results.update({"train/steps": self.state.global_step, "train/skipped_nonfinite": self.state.skipped_nonfinite,
-                        **self.results, "skipped": skipped})
-        self.run.write_results(results)
-        plot_curves(self.run.read_metrics(), self.run.plot("curves"))
-        if metrics:
-            self.module.save_artifacts(self.run)
+        if self.run is not None and self.run.enabled:
+            write_results(self, metrics, skipped)
         if self._stop_reason:
             self.message(self._stop_reason)

@@ -40,6 +40,13 @@ class Usage:
         self.device = device
         self.started = 0.0
         self.seconds = 0.0
+        self.setup_seconds = 0.0  # fit() called → training starts: preparing data, loaders, the model
+        self.setup_cpu_seconds = 0.0
+        self._called = (time.perf_counter(), time.process_time())
+
+    def fit_called(self) -> None:
+        """``fit`` began: the set-up time is counted from here to :meth:`start`."""
+        self._called = (time.perf_counter(), time.process_time())
         self.module: torch.nn.Module | None = None
         self.trained: set[int] = set()  # ids of parameters that were trainable at some point
 
@@ -49,6 +56,8 @@ class Usage:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.started = time.perf_counter()
+        self.setup_seconds = self.started - self._called[0]
+        self.setup_cpu_seconds = time.process_time() - self._called[1]
 
     def trainable_changed(self) -> None:
         assert self.module is not None
@@ -63,6 +72,7 @@ class Usage:
         seconds = self.seconds or (time.perf_counter() - self.started)
         return {
             "train/wall_time_s": round(seconds, 3),
+            "train/setup_s": round(self.setup_seconds, 3),
             "train/samples_per_s": round(samples / max(seconds, 1e-9), 3),
             "params/total": sum(p.numel() for p in params),
             "params/trainable": sum(p.numel() for p in params if id(p) in self.trained),

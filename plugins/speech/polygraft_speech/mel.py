@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,24 +29,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.preprocessor import Preprocessor
-from polygraft_speech.preprocess import WaveformPreprocessor
+from polygraft.errors import ConfigError
+from polygraft_speech.frontend import AudioFrontEnd
 
 INPUT_MODES = ("padded", "trimmed")
-logger = logging.getLogger(__name__)
 
 
-class WhisperMelPreprocessor(Preprocessor):
+class WhisperMelPreprocessor(AudioFrontEnd):
     """Audio → Whisper log-mel features ``(mel bins, frames)`` plus the number of real frames."""
 
-    input_key = "audio"
+    limit_name = "Whisper's input limit"
 
     def __init__(self, *, input_mode: str = "trimmed", num_mel_bins: int = 80, sample_rate: int = 16000,
                  n_fft: int = 400, hop_length: int = 160, max_frames: int = 3000,
                  augment: Mapping[str, Any] | None = None) -> None:
         if input_mode not in INPUT_MODES:
             raise ConfigError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+        super().__init__()
         self.input_mode = input_mode
         self.num_mel_bins = int(num_mel_bins)
         self.sample_rate = int(sample_rate)
@@ -55,9 +53,7 @@ class WhisperMelPreprocessor(Preprocessor):
         self.hop_length = int(hop_length)
         self.max_frames = int(max_frames)  # 2 x the encoder's positions: 3,000 frames = 30 s
         self.augment = dict(augment) if augment else None
-        self.deterministic = self.augment is None  # the same clip gives the same features unless SpecAugment
         self._extractor: Any = None
-        self.truncated_clips = 0  # clips cut at max_frames in this process (also flagged per batch)
 
     # -- pickling: the transformers extractor (mel filters) is rebuilt on demand ------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -77,27 +73,9 @@ class WhisperMelPreprocessor(Preprocessor):
         return self._extractor
 
     # -- one example -------------------------------------------------------------------------------------------
-    def waveform(self, example: Mapping[str, Any]) -> torch.Tensor:
-        """The example's audio as a 1-D float32 tensor at ``sample_rate`` (the checks of the waveform
-        preprocessor: DataError naming the file or ``_origin`` for missing, empty, non-finite audio)."""
-        wave = self._reader().waveform(example)
-        if wave.numel() == 0:
-            raise DataError("audio is empty after resampling", path=example.get("_origin"))
-        return wave
-
-    def _reader(self) -> WaveformPreprocessor:
-        return WaveformPreprocessor(sample_rate=self.sample_rate, normalize=False)
-
     def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
-        wave = self.waveform(example).numpy()
-        truncated = wave.shape[0] > self.max_samples
-        if truncated:
-            self.truncated_clips += 1
-            if self.truncated_clips == 1:
-                logger.warning("%s: clip of %.1f s cut to Whisper's %.0f s (further cuts are counted, not logged)",
-                               example.get("_origin") or "audio", wave.shape[0] / self.sample_rate,
-                               self.max_samples / self.sample_rate)
-        wave = wave[: self.max_samples]
+        tensor, truncated = self.cut_waveform(example)
+        wave = tensor.numpy()
         frames = max(1, math.ceil(wave.shape[0] / self.hop_length))
         # padded: 30 s of silence after the clip; trimmed: whole hops, at least 2 (the STFT reflects n_fft / 2)
         target = self.max_samples if self.input_mode == "padded" else max(frames, 2) * self.hop_length
@@ -126,33 +104,18 @@ class WhisperMelPreprocessor(Preprocessor):
             mask[row, : int(item["frames"])] = True
         return {"input_features": features, "attention_mask": mask}
 
-    def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """``truncated``: (B,) bool, clips longer than the model's 30 s that were cut."""
-        return {"truncated": torch.tensor([bool(item["truncated"]) for item in items])}
-
-    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Samples at ``sample_rate`` per raw example (at most 30 s): durations the source knows, else array sizes
-        or file headers (files are not decoded)."""
-        return [min(self.max_samples, n) for n in self._reader().lengths(examples)]
-
-    def for_training(self, *, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2, time_width: int = 40,
+    def for_training(self, *, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2, time_width: int = 40,  # type: ignore[override]
                      max_time_fraction: float = 0.2) -> WhisperMelPreprocessor:
         """SpecAugment-style masking (Park et al. 2019): ``freq_masks`` bands of up to ``freq_width`` mel bins
         and ``time_masks`` spans of up to ``time_width`` frames (each at most ``max_time_fraction`` of the clip's
         real frames) are set to zero, the value Whisper's own SpecAugment uses."""
-        settings = {"freq_masks": int(freq_masks), "freq_width": int(freq_width), "time_masks": int(time_masks),
-                    "time_width": int(time_width), "max_time_fraction": float(max_time_fraction)}
-        if min(settings.values()) < 0 or settings["max_time_fraction"] > 1:
-            raise ConfigError(f"SpecAugment settings must be >= 0 (and max_time_fraction <= 1): {settings}")
+        settings = self.augment_settings(freq_masks=freq_masks, freq_width=freq_width, time_masks=time_masks,
+                                         time_width=time_width, max_time_fraction=max_time_fraction)
         trained = WhisperMelPreprocessor(input_mode=self.input_mode, num_mel_bins=self.num_mel_bins,
                                          sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
                                          max_frames=self.max_frames, augment=settings)
         trained._extractor = self._extractor
         return trained
-
-    def read_input(self, value: str) -> dict[str, Any]:
-        """The audio file at ``value`` decoded to mono (DataError naming it when it is not audio)."""
-        return self._reader().read_input(value)
 
     def describe(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "features": "whisper log-mel (transformers WhisperFeatureExtractor)",

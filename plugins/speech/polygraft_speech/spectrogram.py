@@ -10,8 +10,8 @@ gray photo) or log-mel, delta and delta-delta (``channels="deltas"``). Each chan
 image backbone's own ``mean``/``std`` (read from its preprocessor's ``describe()``), so the pixels are what that
 backbone was trained on; its own image preprocessor (resize, crop) is bypassed.
 
-The image backbone is built by name through the plugin catalog (``polygraft.create_backbone``), so this module
-imports no vision plugin: ``image_backbone`` names it, ``image_weights`` gives its weights (an alias such as
+The image backbone is built by name through the caller's plugin catalog (``polygraft.create_backbone``), so this
+module imports no vision plugin and an isolated catalog (tests, the plugin kit) reaches the image backbone too: ``image_backbone`` names it, ``image_weights`` gives its weights (an alias such as
 ``efficientnet-lite0-imagenet``, a local file or a polygraft run), and every other option goes to it unchanged.
 Features, layer groups and freezing are the image backbone's; the front end has no parameters.
 
@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,19 +37,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from polygraft.errors import ConfigError, DataError, IncompatibleComponentsError
+from polygraft.errors import ConfigError, IncompatibleComponentsError
 from polygraft.features import Features
-from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.preprocessor import Preprocessor
+from polygraft.interfaces import Backbone
+from polygraft_speech.frontend import AudioFrontEnd
 from polygraft_speech.mel import spec_augment
-from polygraft_speech.preprocess import WaveformPreprocessor
 
 CHANNEL_MODES = ("repeat", "deltas")
 AMIN = 1e-10  # the power floor before taking decibels (librosa's amin)
-logger = logging.getLogger(__name__)
 
 
-class SpectrogramPreprocessor(Preprocessor):
+class SpectrogramPreprocessor(AudioFrontEnd):
     """Audio → ``pixel_values`` ``(channels, n_mels, frames)`` normalised like the image backbone's inputs.
 
     Args:
@@ -65,7 +62,7 @@ class SpectrogramPreprocessor(Preprocessor):
         augment: SpecAugment settings (set by :meth:`for_training`).
     """
 
-    input_key = "audio"
+    limit_name = "spectrogram max_seconds"
 
     def __init__(self, *, sample_rate: int = 16000, n_mels: int = 128, n_fft: int = 1024, win_length: int = 400,
                  hop_length: int = 160, f_min: float = 0.0, f_max: float | None = None, top_db: float = 80.0,
@@ -84,6 +81,7 @@ class SpectrogramPreprocessor(Preprocessor):
                               f"be positive, win_length <= n_fft; got {n_mels}, {n_fft}, {win_length}, {hop_length}")
         if not top_db > 0 or not max_seconds > 0:
             raise ConfigError(f"spectrogram: top_db and max_seconds must be positive, got {top_db}, {max_seconds}")
+        super().__init__()
         self.sample_rate, self.n_mels, self.n_fft = int(sample_rate), int(n_mels), int(n_fft)
         self.win_length, self.hop_length = int(win_length), int(hop_length)
         self.f_min, self.f_max = float(f_min), None if f_max is None else float(f_max)
@@ -91,9 +89,7 @@ class SpectrogramPreprocessor(Preprocessor):
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.min_frames, self.max_seconds = int(min_frames), float(max_seconds)
         self.augment = dict(augment) if augment else None
-        self.deterministic = self.augment is None  # the same clip gives the same pixels unless SpecAugment is on
         self._mel: Any = None
-        self.truncated_clips = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_mel": None}  # the torchaudio module is rebuilt in each worker
@@ -101,9 +97,6 @@ class SpectrogramPreprocessor(Preprocessor):
     @property
     def max_samples(self) -> int:
         return round(self.max_seconds * self.sample_rate)
-
-    def _reader(self) -> WaveformPreprocessor:
-        return WaveformPreprocessor(sample_rate=self.sample_rate, normalize=False)
 
     def mel(self) -> Any:
         if self._mel is None:
@@ -139,17 +132,7 @@ class SpectrogramPreprocessor(Preprocessor):
         return torch.tensor([(r - m) / s for r, m, s in zip(raw, self.mean, self.std)]).view(-1, 1, 1)
 
     def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
-        wave = self._reader().waveform(example)
-        if wave.numel() == 0:
-            raise DataError("audio is empty after resampling", path=example.get("_origin"))
-        truncated = wave.shape[0] > self.max_samples
-        if truncated:
-            self.truncated_clips += 1
-            if self.truncated_clips == 1:
-                logger.warning("%s: clip of %.1f s cut to %.0f s (spectrogram max_seconds; further cuts are counted, "
-                               "not logged)", example.get("_origin") or "audio", wave.shape[0] / self.sample_rate,
-                               self.max_seconds)
-            wave = wave[: self.max_samples]
+        wave, truncated = self.cut_waveform(example)
         gray = self.image(wave)
         frames = int(gray.shape[-1])
         if self.augment:
@@ -173,24 +156,13 @@ class SpectrogramPreprocessor(Preprocessor):
             batch[row, :, :, : value.shape[-1]] = value
         return {"pixel_values": batch}
 
-    def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """``truncated``: (B,) bool, clips longer than ``max_seconds`` that were cut."""
-        return {"truncated": torch.tensor([bool(item["truncated"]) for item in items])}
-
-    def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Samples at ``sample_rate`` per raw example (at most ``max_seconds``), from the source's header
-        durations or array sizes; files are not decoded."""
-        return [min(self.max_samples, n) for n in self._reader().lengths(examples)]
-
-    def for_training(self, *, freq_masks: int = 2, freq_width: int = 16, time_masks: int = 2, time_width: int = 20,
+    def for_training(self, *, freq_masks: int = 2, freq_width: int = 16, time_masks: int = 2, time_width: int = 20,  # type: ignore[override]
                      max_time_fraction: float = 0.2) -> SpectrogramPreprocessor:
         """SpecAugment (Park et al. 2019): ``freq_masks`` bands of up to ``freq_width`` mel bins and
         ``time_masks`` spans of up to ``time_width`` frames (at most ``max_time_fraction`` of the clip) set to
         silence before the channels are made."""
-        settings = {"freq_masks": int(freq_masks), "freq_width": int(freq_width), "time_masks": int(time_masks),
-                    "time_width": int(time_width), "max_time_fraction": float(max_time_fraction)}
-        if min(settings.values()) < 0 or settings["max_time_fraction"] > 1:
-            raise ConfigError(f"SpecAugment settings must be >= 0 (and max_time_fraction <= 1): {settings}")
+        settings = self.augment_settings(freq_masks=freq_masks, freq_width=freq_width, time_masks=time_masks,
+                                         time_width=time_width, max_time_fraction=max_time_fraction)
         return SpectrogramPreprocessor(**{**self.settings(), "augment": settings})
 
     def settings(self) -> dict[str, Any]:
@@ -200,10 +172,6 @@ class SpectrogramPreprocessor(Preprocessor):
                 "f_max": self.f_max, "top_db": self.top_db, "channels": self.channels,
                 "image_channels": self.image_channels, "mean": list(self.mean), "std": list(self.std),
                 "min_frames": self.min_frames, "max_seconds": self.max_seconds, "augment": self.augment}
-
-    def read_input(self, value: str) -> dict[str, Any]:
-        """The audio file at ``value`` decoded to mono (DataError naming it when it is not audio)."""
-        return self._reader().read_input(value)
 
     def describe(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "features": "log-mel image (torchaudio MelSpectrogram, dB, "
@@ -231,6 +199,10 @@ class SpectrogramBackbone(Backbone):
     def forward(self, inputs: Mapping[str, Any]) -> Features:
         return self.image({"pixel_values": inputs["pixel_values"]})
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the log-mel image's width follows the clip's duration (``frames``)."""
+        return {"pixel_values": {3: "frames"}}
+
     def layer_groups(self) -> list[nn.Module]:
         """The image backbone's groups (the mel front end has no parameters)."""
         return self.image.layer_groups()
@@ -252,7 +224,7 @@ def create_spectrogram_backbone(*, weights: str | None = None, image_backbone: s
                                 n_fft: int = 1024, win_length: int = 400, hop_length: int = 160,
                                 f_min: float = 0.0, f_max: float | None = None, top_db: float = 80.0,
                                 channels: str = "repeat", min_frames: int = 32, max_seconds: float = 30.0,
-                                **image_options: Any) -> SpectrogramBackbone:
+                                catalog: Any = None, **image_options: Any) -> SpectrogramBackbone:
     """Factory registered as backbone ``spectrogram``.
 
     Args:
@@ -265,16 +237,16 @@ def create_spectrogram_backbone(*, weights: str | None = None, image_backbone: s
             128 mel bins, 25 ms windows every 10 ms). ``top_db``: dynamic range kept below the loudest bin.
         channels: ``repeat`` (gray image in each channel) or ``deltas`` (log-mel, delta, delta-delta).
         min_frames: pad narrower images to this many frames; ``max_seconds``: cut longer clips (counted).
+        catalog: supplied by core: the catalog the spectrogram itself is built from.
         **image_options: the image backbone's own options (timm: ``model_name``, ``features``, ``mean``...),
             checked by that backbone's factory.
     """
     import polygraft
-    from polygraft.plugins import build_catalog
 
     if weights is not None and image_weights is not None:
         raise ConfigError(f"spectrogram: weights={weights!r} and image_weights={image_weights!r} both name the image "
                           "backbone's weights; give one")
-    catalog = build_catalog()
+    catalog = catalog if catalog is not None else polygraft.build_catalog()
     spec = catalog.get("backbone", image_backbone)  # an unknown name says which plugin provides it
     if spec.modality not in ("vision", "any"):
         raise IncompatibleComponentsError(f"spectrogram feeds a log-mel image to an image backbone; {image_backbone!r} "
@@ -288,7 +260,7 @@ def create_spectrogram_backbone(*, weights: str | None = None, image_backbone: s
         raise IncompatibleComponentsError(f"image backbone {image_backbone!r}: its preprocessor describes no mean/std, "
                                           "which spectrogram needs to make pixels like its own")
     image_channels = int(described.get("input_size", [len(mean)])[0])
-    mel = dict(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+    mel: dict[str, Any] = dict(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
                f_min=f_min, f_max=f_max, top_db=top_db, channels=channels, min_frames=min_frames,
                max_seconds=max_seconds)
     preprocessor = SpectrogramPreprocessor(**mel, image_channels=image_channels, mean=mean, std=std)
@@ -303,22 +275,27 @@ def create_spectrogram_backbone(*, weights: str | None = None, image_backbone: s
 
 
 def _check_image_options(spec: Any, image_options: Mapping[str, Any]) -> None:
-    """A name neither spectrogram nor the image backbone knows: one error listing both sets of options."""
-    from polygraft.options import closest, declared_options, factory_options
-
-    accepted, open_ended = factory_options(spec.load_factory(), declared_options(spec.metadata))
-    inner = sorted(name for name in accepted if name != "weights")
-    unknown = [name for name in image_options if name not in accepted]
-    if open_ended or not unknown:
-        return
+    """The image backbone's own checks (types, required options); a name neither spectrogram nor the image backbone
+    knows gets one error listing both sets of options, with the closest name of either."""
     import inspect
 
-    own = sorted(name for name in inspect.signature(create_spectrogram_backbone).parameters
-                 if name not in ("weights", "image_options"))
-    near = closest(unknown[0], own + inner)
-    hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-    raise ConfigError(f"backbone 'spectrogram' has no option {unknown[0]!r}{hint} Its options: {', '.join(own)}; and "
-                      f"those of image backbone {spec.name!r}: {', '.join(inner)}")
+    from polygraft.components import check_options
+    from polygraft.options import closest, declared_options, option_names
+
+    try:
+        check_options(spec, image_options, supplied=("weights",), where="backbone_options of spectrogram")
+    except ConfigError:
+        inner = option_names(spec.load_factory(), supplied=("weights", "catalog"),
+                             declared=declared_options(spec.metadata))
+        unknown = [name for name in image_options if name not in inner]
+        if not unknown:
+            raise
+        own = sorted(name for name in inspect.signature(create_spectrogram_backbone).parameters
+                     if name not in ("weights", "image_options", "catalog"))
+        near = closest(unknown[0], own + inner)
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        raise ConfigError(f"backbone 'spectrogram' has no option {unknown[0]!r}{hint} Its options: {', '.join(own)}; "
+                          f"and those of image backbone {spec.name!r}: {', '.join(inner)}") from None
 
 
 __all__ = ["CHANNEL_MODES", "SpectrogramBackbone", "SpectrogramPreprocessor", "create_spectrogram_backbone"]

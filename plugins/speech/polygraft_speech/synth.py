@@ -212,7 +212,9 @@ def generate(target: Path, plan: Sequence[ClipPlan], *, params: dict[str, Any],
         for voice, reason in copies.items():
             logger.warning("espeak-ng voice %s dropped: %s", voice, reason)
         dropped.update(copies)
-        rows, clips, voices = [], {}, {}
+        rows: list[Any] = []
+        clips: dict[str, Any] = {}
+        voices: dict[str, Any] = {}
         for clip, (name, frames, _) in zip(plan, made, strict=True):
             if clip.voice in copies:
                 (temporary / name).unlink()

@@ -52,11 +52,10 @@ from torch.nn import functional as F
 
 from polygraft.errors import ConfigError, IncompatibleComponentsError
 from polygraft.features import Batch
-from polygraft.interfaces import DataPipeline, StepOutput
+from polygraft.interfaces import Callback, DataPipeline, StepOutput
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.preprocessor import Preprocessor
-from polygraft.training.callbacks import Callback
 
 
 def conv_output_lengths(samples: torch.Tensor, kernels: Sequence[int], strides: Sequence[int]) -> torch.Tensor:
@@ -237,7 +236,7 @@ class Wav2Vec2Pretraining(PretrainingObjective):
         return max(high * decay ** self.updates, low)
 
     def callbacks(self) -> list[Callback]:
-        return [GumbelSchedule(self)]
+        return [*super().callbacks(), GumbelSchedule(self)]
 
     def get_extra_state(self) -> dict[str, int]:
         return {"updates": self.updates}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import polygraft
-from polygraft.training.callbacks import Callback
+from polygraft.interfaces import Callback
 from polygraft_speech.mel import WhisperMelPreprocessor
 from polygraft_speech.preprocess import WaveformPreprocessor
 

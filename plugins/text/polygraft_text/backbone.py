@@ -39,11 +39,12 @@ CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "inter
                "hidden_act")
 
 
-def load_tokenizer(location: str | Path) -> Any:
-    """A fast tokenizer from a local directory, a ``vocab.txt`` WordPiece file or a packaged name (``minilm-l6``)."""
+def load_tokenizer(location: str | Path, *, catalog: Any = None) -> Any:
+    """A fast tokenizer from a local directory, a ``vocab.txt`` WordPiece file or a registered weights alias
+    (``minilm-l6``: the tokenizer of those weights)."""
     from transformers import AutoTokenizer, BertTokenizerFast
 
-    path = Path(packaged_dir(location))
+    path = Path(packaged_dir(location, catalog=catalog))
     if path.is_file():
         if path.suffix == ".json":
             from transformers import PreTrainedTokenizerFast
@@ -66,14 +67,18 @@ def load_tokenizer(location: str | Path) -> Any:
         raise WeightsError(f"cannot fetch tokenizer {str(location)!r} from the hub: {exc}") from exc
 
 
-def packaged_dir(location: str | Path) -> str:
-    """``minilm-l6`` (a packaged model directory) → its path; anything else unchanged."""
-    from polygraft_text.weights import PACKAGED_DIRS
+def packaged_dir(location: str | Path, *, catalog: Any = None) -> str:
+    """A registered weights alias of a bert backbone (``minilm-l6``) → its local directory, resolved through the
+    catalog like ``weights:`` is; a path or anything else unchanged."""
+    import polygraft
 
     name = str(location)
-    if name in PACKAGED_DIRS and not Path(name).exists():
-        return str(PACKAGED_DIRS[name]())
-    return name
+    if Path(name).exists() or "/" in name or Path(name).suffix:
+        return name
+    catalog = catalog if catalog is not None else polygraft.build_catalog()
+    if name not in catalog.registry("weights"):
+        return name
+    return polygraft.resolve_weights(name, backbone="bert", catalog=catalog)[0]
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -169,6 +174,10 @@ class BertBackbone(Backbone):
         embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
         return [embeddings, *_encoder_layers(self.model)]
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: every token tensor varies in length (``sequence``)."""
+        return {key: {1: "sequence"} for key in ("input_ids", "attention_mask", "token_type_ids") if key in inputs}
+
     def export(self, directory: Path) -> dict[str, Any]:
         """Save the HF config and tokenizer into ``directory``; rebuild options point there (random init)."""
         directory = Path(directory)
@@ -200,8 +209,24 @@ def _same_folder(config: str, location: str) -> bool:
     return folder.exists() and weights_path.exists() and folder.resolve() == weights_path.resolve()
 
 
+MAX_POSITIONS = 8192
+"""The longest ``max_length`` a random-init model gets without an explicit ``max_position_embeddings``."""
+
+
+def _check_max_length(max_length: int, config_values: dict[str, Any], *, random_init: bool) -> None:
+    """Refuse a length that cannot work before a position table of that size is allocated."""
+    if max_length < 2:
+        raise ConfigError(f"bert: max_length must be at least 2 tokens ([CLS] and [SEP]), got {max_length}")
+    if random_init and "max_position_embeddings" not in config_values and max_length > MAX_POSITIONS:
+        hidden = int(config_values.get("hidden_size", 768))
+        gigabytes = max_length * hidden * 4 / 2**30
+        raise ConfigError(f"bert: max_length={max_length:,} needs a {max_length:,}-position embedding table "
+                          f"({gigabytes:,.1f} GB at hidden size {hidden}); BERT-family models use 512. Lower "
+                          f"max_length, or set max_position_embeddings explicitly to go beyond {MAX_POSITIONS:,}")
+
+
 def create_bert_backbone(*, weights: str | None = None, config: str | None = None, tokenizer: str | None = None,
-                         pooling: str = "cls", max_length: int = 128, model_type: str = "bert",
+                         pooling: str = "cls", max_length: int = 128, model_type: str = "bert", catalog: Any = None,
                          **config_values: Any) -> BertBackbone:
     """Factory registered as backbone ``bert``.
 
@@ -213,6 +238,7 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
         pooling: ``cls`` (first token) or ``mean`` (masked mean of the last layer).
         max_length: truncation length in tokens (truncated examples are counted).
         model_type: architecture for config values (``bert``, ``roberta``, ``distilbert``...).
+        catalog: supplied by core (resolves ``config``/``tokenizer`` aliases such as ``minilm-l6``).
         **config_values: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``...
     """
     from transformers import AutoConfig
@@ -220,12 +246,13 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
     unknown = set(config_values) - set(CONFIG_KEYS)
     if unknown:
         raise ConfigError(f"unknown bert options {sorted(unknown)}; config values are {list(CONFIG_KEYS)}")
+    _check_max_length(max_length, config_values, random_init=weights is None and config is None)
     if weights is not None:
         location = _resolve_weights(str(weights))
-        if config_values or (config is not None and not _same_folder(packaged_dir(config), location)):
+        if config_values or (config is not None and not _same_folder(packaged_dir(config, catalog=catalog), location)):
             raise ConfigError("give either weights=... or config values for a random init, not both (config may "
                               "name the weights' own folder, so that weights=null gives that architecture at random)")
-        tok = load_tokenizer(tokenizer or location)
+        tok = load_tokenizer(tokenizer or location, catalog=catalog)
         try:
             model = _build_model(None, location)
         except WeightsError:
@@ -241,9 +268,9 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
             if config is None:
                 raise ConfigError("a random-init bert needs tokenizer=<local dir or vocab.txt> (or weights=...)")
             tokenizer = config
-        tok = load_tokenizer(tokenizer)
+        tok = load_tokenizer(tokenizer, catalog=catalog)
         if config is not None:
-            hf_config = AutoConfig.from_pretrained(packaged_dir(config), **config_values)
+            hf_config = AutoConfig.from_pretrained(packaged_dir(config, catalog=catalog), **config_values)
         else:
             values = {"vocab_size": len(tok), "max_position_embeddings": max(512, int(max_length)), **config_values}
             if tok.pad_token_id is not None:

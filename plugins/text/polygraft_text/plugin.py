@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from polygraft.hookspecs import Register, hookimpl
-from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+from polygraft.specs import BackboneSpec, CommandSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+
+POLYGRAFT_PLUGIN_API = 1
+"""The polygraft plugin API this plugin is written for (docs/contracts.md)."""
 
 _PKG = "polygraft_text"
 
@@ -89,3 +92,10 @@ def polygraft_register_objectives(register: Register) -> None:
         description="Causal language modelling (next-token prediction, GPT) on the gpt2 backbone: perplexity; "
                     "predict generates a continuation (greedy or top-k, max_new_tokens).",
     ))
+
+
+@hookimpl
+def polygraft_register_commands(register: Register) -> None:
+    """Commands: ``polygraft text-vocab ...``."""
+    register(CommandSpec(name="text-vocab", factory="polygraft_text.vocab:main",
+                         description="train a small WordPiece vocabulary on a registered text dataset (vocab.txt for backbone_options.tokenizer)"))

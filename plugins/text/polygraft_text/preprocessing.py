@@ -4,12 +4,13 @@ Raw examples are ``{"text": str}`` (optionally ``"text_pair": str``) or pre-spli
 ``__call__`` tokenizes one example without padding; ``collate`` pads each batch to its own longest sequence
 (dynamic padding, never to ``max_length``).
 
-Truncation is never silent. Every example cut at ``max_length`` is
+Truncation is never silent. Every example cut at ``max_length`` is flagged in the batch's bookkeeping as
+``meta["truncated"]`` (a ``(B,)`` bool tensor, from ``collate_meta``), which the truncation counter this
+preprocessor hands the trainer (``callbacks()``) counts, even when tokenization ran in DataLoader worker processes;
+the first cut in a process is logged with a warning (and ``preprocessor.truncation`` tallies that process's cuts).
 
-* counted on the preprocessor (``preprocessor.truncation["examples"]`` and ``["tokens_dropped"]``, in the process
-  that tokenized it), logged once with a warning, and
-* flagged in the batch's bookkeeping as ``meta["truncated"]`` (a ``(B,)`` bool tensor, from ``collate_meta``), so the
-  trainer's truncation counter sees it even when tokenization ran in DataLoader worker processes.
+The tokenizer's own thread pool is switched off (``TOKENIZERS_PARALLELISM=false`` unless the environment says
+otherwise): one example is tokenized at a time, and a Rust pool shared with forked DataLoader workers deadlocks.
 
 Each tokenized example also carries ``word_ids`` (the word each token belongs to, -1 for special tokens and
 padding) and character ``offsets`` in ``meta``, which token classification uses for label alignment and entity
@@ -29,8 +30,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,6 +54,7 @@ class TextPreprocessor(Preprocessor):
                  pair_key: str = "text_pair", tokens_key: str = "tokens") -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("TextPreprocessor needs a fast (Rust-backed) tokenizer for word ids and offsets")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before any worker forks (see module docstring)
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.text_key = text_key
@@ -101,9 +105,30 @@ class TextPreprocessor(Preprocessor):
                     result[i] = len(ids)
         return result
 
+    @property
+    def max_chars(self) -> int:
+        """Characters of a text kept before tokenizing: far more than ``max_length`` tokens ever need, so a
+        10 MB input costs what a long paragraph costs (the cut is flagged as truncation)."""
+        return max(4096, 64 * self.max_length)
+
+    def _clipped(self, value: Any) -> tuple[Any, bool]:
+        if isinstance(value, str) and len(value) > self.max_chars:
+            return value[: self.max_chars], True
+        if isinstance(value, list) and sum(len(word) + 1 for word in value) > self.max_chars:
+            kept, size = [], 0
+            for word in value:
+                size += len(word) + 1
+                if size > self.max_chars:
+                    break
+                kept.append(word)
+            return kept, True
+        return value, False
+
     def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
         origin = example.get("_origin")
         text, pair, split = self._unpack(example)
+        text, clipped = self._clipped(text)
+        pair, clipped_pair = self._clipped(pair)
         encoding = self.tokenizer(text, pair, is_split_into_words=split, truncation=True,
                                   max_length=self.max_length, return_offsets_mapping=True,
                                   return_overflowing_tokens=False, return_length=False)
@@ -115,6 +140,8 @@ class TextPreprocessor(Preprocessor):
         if "token_type_ids" in encoding:
             item["token_type_ids"] = encoding["token_type_ids"]
         dropped = self._dropped_tokens(encoding, text, pair, split)
+        if clipped or clipped_pair:
+            dropped = max(dropped, 1)  # cut before tokenizing: certainly longer than max_length
         item["truncated"] = dropped > 0
         if dropped > 0:
             self.truncation["examples"] += 1
@@ -143,6 +170,16 @@ class TextPreprocessor(Preprocessor):
         length = max(len(item["input_ids"]) for item in items)
         return torch.tensor([list(item[key]) + [fill] * (length - len(item[key])) for item in items],
                             dtype=torch.long)
+
+    def length_of(self, inputs: Mapping[str, Any]) -> int:
+        """Tokens of one tokenized example (special tokens included)."""
+        return len(inputs["input_ids"])
+
+    def callbacks(self) -> list[Any]:
+        """Counts the examples cut at ``max_length`` (``meta["truncated"]``) into the run log and results."""
+        import polygraft
+
+        return [polygraft.TruncationCounter()]
 
     def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``input_ids`` padded with the pad token, ``attention_mask`` (and ``token_type_ids`` for pairs)."""
@@ -183,6 +220,13 @@ class TextPreprocessor(Preprocessor):
             "padding": "dynamic (longest in batch)",
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
         }
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """The tokenizer's files (``tokenizer.json``, its config and vocabulary), as ``save_pretrained`` writes them."""
+        directory.mkdir(parents=True, exist_ok=True)
+        before = set(directory.iterdir())
+        self.tokenizer.save_pretrained(str(directory))
+        return sorted(path.name for path in set(directory.iterdir()) - before)
 
     def fingerprint(self) -> str:
         """Every setting that changes the tokens: the tokenizer's full definition (vocabulary, normaliser,

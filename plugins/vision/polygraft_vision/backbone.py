@@ -152,6 +152,24 @@ def _model_from_local_weights(model_name: str, weights: str, *, remap: str | Non
         builder_log.setLevel(level)
 
 
+IMAGE_SIZES = (8, 4096)
+"""The smallest and largest input side a timm backbone accepts (4096² RGB floats: 200 MB per image)."""
+
+
+def check_image_size(image_size: int | Sequence[int] | None) -> None:
+    """Refuse input sizes that cannot work before any image is resized to them."""
+    if image_size is None:
+        return
+    sides = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
+    low, high = IMAGE_SIZES
+    if len(sides) != 2 or not all(isinstance(side, int) and low <= side <= high for side in sides):
+        megabytes = 3 * 4 * max(1, sides[0]) * max(1, sides[-1]) / 2**20 if sides and all(
+            isinstance(side, int) for side in sides) else 0
+        size = f" ({megabytes:,.0f} MB per image as float32)" if megabytes > 200 else ""
+        raise ConfigError(f"timm backbone: image_size must be one side or (height, width), each between {low} and "
+                          f"{high} pixels, got {image_size!r}{size}")
+
+
 def create_timm_backbone(*, weights: str | None = None, model_name: str | None = None, features: str = "pooled",
                          out_indices: Sequence[int] | None = None, num_classes: int = 0,
                          image_size: int | Sequence[int] | None = None, mean: Sequence[float] | None = None,
@@ -174,6 +192,7 @@ def create_timm_backbone(*, weights: str | None = None, model_name: str | None =
     """
     if not model_name:
         raise ConfigError("backbone 'timm' needs model_name=... (any timm model, e.g. resnet18, efficientnet_b0)")
+    check_image_size(image_size)
     if features not in FEATURE_MODES:
         raise ConfigError(f"timm backbone: features must be one of {FEATURE_MODES}, got {features!r}")
     architecture = timm.models.split_model_name_tag(model_name)[0]

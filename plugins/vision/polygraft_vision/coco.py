@@ -44,18 +44,18 @@ class CocoSource(DataSource):
         self.max_pixels = max_pixels
         self.validate = validate or ("full" if skip_invalid else "header")
         data = self._read_json()
-        images = self._list(data, "images")
-        annotations = self._list(data, "annotations", required=False)
+        image_rows = self._list(data, "images")
+        annotation_rows = self._list(data, "annotations", required=False)
         self.category_names = self._categories(self._list(data, "categories"))
         self.label_names = [self.category_names[i] for i in sorted(self.category_names)]
         by_image: dict[int, list[dict[str, Any]]] = {}
-        for index, ann in enumerate(annotations):
+        for index, ann in enumerate(annotation_rows):
             image_id = self._annotation_image(ann, index)
             if image_id is not None:
                 by_image.setdefault(image_id, []).append(ann)
         self.records: list[dict[str, Any]] = []
         known: dict[int, str] = {}
-        for index, image in enumerate(images):
+        for index, image in enumerate(image_rows):
             image_id = self._image_id(image, index, known)
             if image_id is None:
                 continue

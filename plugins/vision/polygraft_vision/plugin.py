@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from polygraft.hookspecs import Register, hookimpl
-from polygraft.specs import BackboneSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+from polygraft.specs import BackboneSpec, CommandSpec, DatasetSpec, ObjectiveSpec, WeightsSpec
+
+POLYGRAFT_PLUGIN_API = 1
+"""The polygraft plugin API this plugin is written for (docs/contracts.md)."""
 
 _PKG = "polygraft_vision"
 
@@ -55,6 +58,16 @@ def polygraft_register_datasets(register: Register) -> None:
     ):
         register(DatasetSpec(name=name, factory=f"{_PKG}.datasets:{factory}", modality="vision",
                              target=target, description=description))
+    for name, factory, description in (
+        ("segmentation-folder", "masks:create_segmentation_folder",
+         "Images with mask PNGs of class indices: PASCAL VOC layout, or images/ + masks/ folders (path=...)."),
+        ("coco-segmentation", "coco_masks:create_coco_segmentation",
+         "COCO instances JSON (polygons or RLE, pycocotools) as semantic masks (annotations=..., images=...)."),
+        ("synthetic-shapes-segmentation", "shapes_masks:create_synthetic_shapes_segmentation",
+         "Generated scenes of shapes with exact masks (mask PNGs + COCO RLE), written into a cache dir."),
+    ):
+        register(DatasetSpec(name=name, factory=f"{_PKG}.{factory}", modality="vision", target="mask",
+                             description=description))
 
 
 @hookimpl
@@ -63,3 +76,10 @@ def polygraft_register_objectives(register: Register) -> None:
         name="simclr", factory=f"{_PKG}.simclr:SimCLR", modality="vision",
         description="SimCLR: two augmented views, projection head, NT-Xent loss; exports a backbone checkpoint.",
     ))
+
+
+@hookimpl
+def polygraft_register_commands(register: Register) -> None:
+    """Commands: ``polygraft vision-shapes ...``."""
+    register(CommandSpec(name="vision-shapes", factory="polygraft_vision.shapes:main",
+                         description="write a generated COCO detection set of coloured shapes to a folder"))

@@ -111,9 +111,9 @@ class ImagePreprocessor(Preprocessor):
             ])
         if self.mode == "train":
             options = {"hflip": 0.5, "color_jitter": 0.4, **self.augment}
-            return create_transform(self.input_size, is_training=True, interpolation=self.interpolation,
+            return create_transform(self.input_size, is_training=True, interpolation=self.interpolation,  # type: ignore[arg-type]
                                     mean=self.mean, std=self.std, **options)
-        return create_transform(self.input_size, is_training=False, interpolation=self.interpolation,
+        return create_transform(self.input_size, is_training=False, interpolation=self.interpolation,  # type: ignore[arg-type]
                                 mean=self.mean, std=self.std, crop_pct=self.crop_pct, crop_mode=self.crop_mode)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def test_predict_command_draws_detections(tmp_path, write_image, capsys):
     image = write_image(tmp_path / "scene.png", size=(64, 64))
     out = tmp_path / "drawn.png"
     assert main(["predict", str(tmp_path / "run"), str(image), "--draw", str(out), "--json"]) == 0
-    prediction = json.loads(capsys.readouterr().out)
+    prediction, = json.loads(capsys.readouterr().out)
     assert set(prediction) >= {"boxes", "labels", "scores"}
     assert out.is_file()
     original = Image.open(image).convert("RGB")

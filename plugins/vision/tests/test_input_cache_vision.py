@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 import polygraft
-from polygraft.training.callbacks import Callback
-from polygraft.training.prepared import InputCache
+from polygraft.inputs.cache.plan import InputCache
+from polygraft.interfaces import Callback
 from polygraft_vision.preprocess import ImagePreprocessor
 
 

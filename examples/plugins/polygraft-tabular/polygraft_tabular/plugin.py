@@ -5,6 +5,9 @@ from __future__ import annotations
 from polygraft import hookimpl
 from polygraft.specs import BackboneSpec, DatasetSpec, ModalitySpec
 
+POLYGRAFT_PLUGIN_API = 1
+"""The polygraft plugin API this plugin is written for (docs/contracts.md)."""
+
 _PKG = "polygraft_tabular"
 
 

@@ -118,6 +118,11 @@ class AudioFileSource(DataSource):
         """Seconds of audio each example yields (after cropping), from the headers: nothing is decoded."""
         return [record.kept_frames / record.sample_rate for record in self.records]
 
+    def lengths(self) -> list[int]:
+        """Milliseconds of audio each example yields (after cropping), from the headers: what length-grouped
+        batching and longest-first evaluation order by."""
+        return [round(seconds * 1000) for seconds in self.durations()]
+
     def _example(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         try:
@@ -136,16 +141,3 @@ class AudioFileSource(DataSource):
         seconds = sum(self.durations())
         return {**super().describe(), "hours": round(seconds / 3600, 4), "max_duration": self.max_duration,
                 "on_long": self.on_long}
-
-
-def durations_of(source: Any) -> list[float] | None:
-    """Per-example seconds a source knows without decoding (looks through core's subset views), else None."""
-    measure = getattr(source, "durations", None)
-    if callable(measure):
-        return list(measure())
-    parent, indices = getattr(source, "parent", None), getattr(source, "indices", None)
-    if parent is not None and indices is not None:
-        known = durations_of(parent)
-        if known is not None:
-            return [known[i] for i in indices]
-    return None

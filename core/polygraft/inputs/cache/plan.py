@@ -6,7 +6,7 @@ For each split the trainer reads more than once, :class:`InputCache` decides wha
   (unless its pipeline says it is random), training when the pipeline declares it (``DataPipeline.deterministic``)
   or when the training pipeline equals the evaluation one and its preprocessor is deterministic (no augmentation).
   They are kept in memory when they fit the budget (``trainer.cache_memory_mb``, by default a quarter of the
-  available memory), else in the on-disk cache (:mod:`polygraft.training.cache`) when the source and the pipeline
+  available memory), else in the on-disk cache (:mod:`polygraft.inputs.cache.disk`) when the source and the pipeline
   can fingerprint themselves and the pipeline is declared deterministic (or ``trainer.cache: disk`` asks for it).
   A cache on disk from an earlier run with the same key is reused; ``trainer.cache: disk`` writes one even when
   the examples would fit in memory.
@@ -17,11 +17,12 @@ For each split the trainer reads more than once, :class:`InputCache` decides wha
 ``collate`` always runs per batch, so random masking there stays random. The sampler is untouched: data order,
 resume positions, DDP shards and length grouping are exactly those of an uncached run. Examples are computed in
 DataLoader workers when the first few show that this pays. A data error found while preparing is raised right
-away, naming the example, before training starts.
+away, naming the example, before training starts. The length of each kept example (``DataPipeline.length_of``)
+is recorded on the way, so length grouping and longest-first evaluation never prepare anything twice.
 
 Example:
     >>> from polygraft.interfaces import DataPipeline, ListSource
-    >>> from polygraft.training.prepared import InputCache
+    >>> from polygraft.inputs.cache.plan import InputCache
     >>> class Double(DataPipeline):
     ...     random_prepare = False
     ...     def prepare(self, example): return {"x": example["x"] * 2}
@@ -43,32 +44,18 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from polygraft.fingerprint import versions
+from polygraft.inputs.cache.compute import compute, sample_examples, sizeof
+from polygraft.inputs.cache.disk import DiskCache, Unstorable, unstorable
+from polygraft.inputs.cache.modes import cache_mode
+from polygraft.inputs.datasets import CachedDataset, DecodedSource, PreparedDataset
+from polygraft.inputs.workers import MAX_WORKERS, auto_workers, usable_cores
 from polygraft.interfaces import DataPipeline, DataSource
-from polygraft.training.cache import DiskCache, DiskStore, Unstorable, unstorable
-from polygraft.training.config import TrainerConfig, cache_mode
-from polygraft.training.data import PreparedDataset
-from polygraft.training.fingerprint import versions
-from polygraft.training.precompute import compute, sample_examples, sizeof
-from polygraft.training.workers import MAX_WORKERS, auto_workers, usable_cores
 
 PARALLEL_AFTER_S = 3.0
 """Compute in DataLoader workers when preparing everything would take longer than this in one process."""
 PARALLEL_ITEM_S = 0.0005
 """... and one example takes at least this long (below it, moving examples between processes costs more)."""
-
-
-def planned_reads(config: TrainerConfig, train_size: int, world_size: int) -> tuple[int, int]:
-    """(epochs of training data, validations) a run with ``config`` plans; early stopping may end it sooner."""
-    per_rank = train_size // world_size if config.drop_last else math.ceil(train_size / world_size)
-    batches = max(1, per_rank // config.batch_size if config.drop_last else math.ceil(per_rank / config.batch_size))
-    if config.max_steps is None:
-        epochs = config.max_epochs or 1
-        steps = epochs * batches // config.grad_accum
-    else:
-        steps = config.max_steps
-        epochs = math.ceil(steps * config.grad_accum / batches)
-    validations = steps // config.eval_every + 1 if config.eval_every else epochs
-    return epochs, validations
 
 
 def available_memory() -> int:
@@ -105,6 +92,7 @@ class SplitInput:
     path: Path | None = None
     reused: bool = False
     note: str = ""
+    lengths: list[int] | None = None  # of every source index (0 where this rank keeps nothing), when known
 
     def describe(self) -> str:
         """One line for the run log."""
@@ -121,37 +109,6 @@ class SplitInput:
         return f"{self.split}: not cached ({self.note})"
 
 
-class CachedDataset(Dataset):
-    """``(index, prepared example)`` from a list or a :class:`DiskStore`; ``positions`` maps source indices."""
-
-    def __init__(self, store: Sequence[Any] | DiskStore, positions: dict[int, int] | None = None) -> None:
-        self.store = store
-        self.positions = positions
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def __getitem__(self, index: int) -> tuple[int, Any]:
-        return index, self.store[index if self.positions is None else self.positions[index]]
-
-
-class DecodedSource(DataSource):
-    """Decoded examples of another source, kept in memory (each read gets its own shallow copy of the dict)."""
-
-    storage = "memory"
-
-    def __init__(self, parent: DataSource, examples: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.parent, self.examples = parent, examples
-        self.name, self.label_names = parent.name, parent.label_names
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def _example(self, index: int) -> dict[str, Any]:
-        return dict(self.examples[index])
-
-
 class InputCache:
     """One trainer's input cache: the mode, the memory budget (shared by its splits) and what each split kept."""
 
@@ -164,6 +121,7 @@ class InputCache:
         self.cores = max(1, usable_cores() // local)
         self.root = root
         self.splits: list[SplitInput] = []
+        self.warnings: list[str] = []  # caches found damaged and rebuilt
 
     # ------------------------------------------------------------------------------------------ decisions
     def prepare(self, source: DataSource, pipeline: DataPipeline, *, split: str, training: bool, passes: int,
@@ -221,9 +179,12 @@ class InputCache:
         disk, no_disk = self._disk(source, pipeline, indices, disk_ok)
         if disk is not None:
             store = disk.open()
+            if disk.problem:
+                self.warnings.append(f"input cache: {disk.path} cannot be used ({disk.problem}); rebuilding it")
             if store is not None:
                 return SplitInput(split, source, CachedDataset(store, positions), "disk", False, False, len(store),
-                                  store.nbytes, path=store.path, reused=True)
+                                  store.nbytes, path=store.path, reused=True,
+                                  lengths=_spread(indices, store.lengths, len(source)))
         started = time.perf_counter()
         sample, seconds = sample_examples(lambda i: pipeline.prepare(source[i]), indices)
         estimate = int(statistics.fmean(sizeof(item) for item in sample) * len(indices) * 1.05)
@@ -237,10 +198,12 @@ class InputCache:
         workers = self._parallel(seconds, len(indices))
         stream = compute(source, pipeline, indices, workers)
         kept: list[Any] = []
+        measured: list[int | None] = []
         used = 0
         writer = disk.writer() if to_disk and disk is not None else None
         try:
             for item in stream:
+                measured.append(pipeline.length_of(item))
                 if writer is not None:
                     writer.add(item)
                     continue
@@ -254,10 +217,12 @@ class InputCache:
                     for earlier in kept:
                         writer.add(earlier)
                     kept, used = [], 0
+            lengths = None if None in measured else [int(n) for n in measured]  # type: ignore[arg-type]
             if writer is not None:
-                store = writer.commit()
+                store = writer.commit(lengths=lengths)
                 return SplitInput(split, source, CachedDataset(store, positions), "disk", False, False, len(store),
-                                  store.nbytes, time.perf_counter() - started, workers, store.path)
+                                  store.nbytes, time.perf_counter() - started, workers, store.path,
+                                  lengths=_spread(indices, lengths, len(source)))
         except Unstorable as exc:
             if writer is not None:
                 writer.abort()
@@ -268,7 +233,7 @@ class InputCache:
             raise
         self.budget -= used
         return SplitInput(split, source, CachedDataset(kept, positions), "memory", False, False, len(kept), used,
-                          time.perf_counter() - started, workers)
+                          time.perf_counter() - started, workers, lengths=_spread(indices, lengths, len(source)))
 
     def _disk(self, source: DataSource, pipeline: DataPipeline, indices: list[int],
               allowed: bool) -> tuple[DiskCache | None, str]:
@@ -328,4 +293,15 @@ class InputCache:
         """What each split kept, for the run log."""
         if self.mode == "off":
             return ["input cache: off (trainer.cache=false): every example is prepared again each time it is read"]
-        return [f"input cache: {split.describe()}" for split in self.splits if split.note != "read once"]
+        return [*self.warnings, *(f"input cache: {split.describe()}" for split in self.splits
+                                  if split.note != "read once")]
+
+
+def _spread(indices: Sequence[int], lengths: Sequence[int] | None, size: int) -> list[int] | None:
+    """Lengths of the kept ``indices`` placed at their source positions (0 for examples this rank does not keep)."""
+    if lengths is None or len(lengths) != len(indices):
+        return None
+    full = [0] * size
+    for index, length in zip(indices, lengths):
+        full[index] = int(length)
+    return full

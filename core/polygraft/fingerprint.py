@@ -1,14 +1,20 @@
-"""Fingerprints for the input cache: a stable text for the state of a pipeline, and the versions behind it.
+"""Stable hashes, one home for all of them: canonical JSON, digests, object-state and file fingerprints, versions.
 
-A prepared example depends on the raw example, the pipeline's settings (label names, keys...) and its
-preprocessor. :func:`state_fingerprint` walks a pipeline's plain Python state (numbers, strings, containers,
-tensors, arrays and the ``__dict__`` of plain objects) and asks every :class:`~polygraft.interfaces.Preprocessor`
-it meets for its own :meth:`~polygraft.interfaces.Preprocessor.fingerprint`. Anything it cannot describe
-faithfully (an open file, a model, a library object) makes the whole fingerprint ``None``: unknown, so the trainer
-never trusts a cache on disk for it.
+* :func:`canonical_json` / :func:`digest`: compact key-sorted JSON and its sha256, the text every other
+  fingerprint hashes (cache keys, recipe fingerprints, generated-data keys).
+* :func:`state_fingerprint`: a stable text for the state of a pipeline. A prepared example depends on the raw
+  example, the pipeline's settings (label names, keys...) and its preprocessor: the walk covers plain Python state
+  (numbers, strings, containers, tensors, arrays and the ``__dict__`` of plain objects) and asks every object it
+  meets below the top that has its own ``fingerprint()`` method (a preprocessor, a nested pipeline) for it.
+  Anything it cannot describe faithfully (an open file, a model, a library object) makes the whole fingerprint
+  ``None``: unknown, so the trainer never trusts a cache on disk for it.
+* :func:`files_fingerprint`: what a file-backed data source's ``fingerprint()`` returns.
+* :func:`versions`: the installed versions behind some objects (cache keys, saved models).
+
+This module is the bottom layer: it imports only the standard library (torch and NumPy only when already loaded).
 
 Example:
-    >>> from polygraft.training.fingerprint import state_fingerprint
+    >>> from polygraft.fingerprint import state_fingerprint
     >>> class Pipe:
     ...     def __init__(self, labels): self.labels = labels
     >>> state_fingerprint(Pipe(["a", "b"])) == state_fingerprint(Pipe(["a", "b"]))
@@ -25,10 +31,12 @@ import enum
 import functools
 import hashlib
 import importlib.metadata
+import io
 import json
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 MAX_DEPTH = 12
@@ -58,8 +66,6 @@ def state_fingerprint(obj: Any) -> str | None:
 
 
 def _describe(value: Any, depth: int) -> Any:
-    from polygraft.interfaces.preprocessor import Preprocessor
-
     if depth > MAX_DEPTH:
         raise _Unknown("too deep")
     if value is None or isinstance(value, bool | int | str):
@@ -68,11 +74,12 @@ def _describe(value: Any, depth: int) -> Any:
         return {"float": value.hex()}
     if isinstance(value, enum.Enum):
         return {"enum": _qualname(type(value)), "value": _describe(value.value, depth + 1)}
-    if isinstance(value, Preprocessor):
+    own = getattr(type(value), "fingerprint", None) if depth > 0 else None
+    if callable(own) and not isinstance(value, type):  # a preprocessor or nested pipeline says it itself
         fingerprint = value.fingerprint()
         if fingerprint is None:
             raise _Unknown(type(value).__name__)
-        return {"preprocessor": _qualname(type(value)), "fingerprint": fingerprint}
+        return {"fingerprinted": _qualname(type(value)), "fingerprint": fingerprint}
     if isinstance(value, list | tuple):
         return {type(value).__name__: [_describe(v, depth + 1) for v in value]}
     if isinstance(value, set | frozenset):
@@ -109,7 +116,9 @@ def _array_bytes(value: Any) -> str | None:
 
 
 def _is_library_object(value: Any) -> bool:
-    """Objects of torch (modules, generators...) and of other libraries are not plain settings."""
+    """Open files and objects of torch (modules, generators...) are not plain settings."""
+    if isinstance(value, io.IOBase):
+        return True
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.nn.Module | torch.Generator)
 
@@ -118,14 +127,40 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
 
 
+def files_fingerprint(settings: Any, files: Iterable[tuple[str | Path, Any]]) -> str | None:
+    """``DataSource.fingerprint`` of a source that reads files: sha256 of its reading ``settings`` and, for each
+    ``(path, what the source attaches to it)`` (label, origin, crop...), the path with its size and modification
+    time; ``None`` when a file cannot be examined (its error comes when the file is read).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> _ = file.write_text("one")
+        >>> before = files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
+        >>> before == files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
+        True
+        >>> _ = file.write_text("three")
+        >>> before == files_fingerprint({"max_pixels": 10}, [(file, "label-a")])
+        False
+    """
+    hasher = hashlib.sha256(canonical_json(settings).encode())
+    for path, attached in files:
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return None
+        hasher.update(canonical_json([str(path), attached, stat.st_size, stat.st_mtime_ns]).encode())
+    return hasher.hexdigest()
+
+
 def versions(*objects: Any) -> dict[str, str]:
     """Installed versions of the distributions that define ``objects``' classes, plus polygraft and torch.
 
     A plugin upgrade may change what its preprocessing produces, so cached examples are keyed by these.
     """
-    import polygraft
+    from polygraft.version import __version__
 
-    found = {"polygraft": polygraft.__version__}
+    found = {"polygraft": __version__}
     torch = sys.modules.get("torch")
     if torch is not None:
         found["torch"] = torch.__version__

@@ -1,4 +1,11 @@
-"""Length-grouped batching: batches of examples with similar lengths, so dynamic padding adds little.
+"""Samplers: the order in which a loader reads examples, resumable mid-epoch and split across DDP ranks.
+
+* :class:`ResumableSampler`: DistributedSampler order (seeded by ``seed + epoch``) that can skip the samples of
+  batches already trained on, so a resumed run sees exactly the batches an uninterrupted one would.
+* :class:`ShardSampler`: evaluation order, each rank its own shard, longest first when lengths are known.
+* :class:`LengthGroupedSampler`: length-grouped batching (below).
+
+Length-grouped batching: batches of examples with similar lengths, so dynamic padding adds little.
 
 Text (and audio) batches are padded to their longest example. With random batches of short reviews most of a
 batch is padding; grouping similar lengths removes most of it without changing what an epoch contains.
@@ -10,7 +17,7 @@ each) and shuffle the order of the full global batches; a last partial one stays
 examples ``r, r + W, …`` of that order, so each rank's batch comes from the same length group.
 
 Example:
-    >>> from polygraft.training.length_grouping import LengthGroupedSampler
+    >>> from polygraft.inputs.samplers import LengthGroupedSampler
     >>> lengths = [5, 50, 6, 49, 7, 48, 8, 47]
     >>> sampler = LengthGroupedSampler(lengths, batch_size=2, rank=0, world_size=1, seed=0, drop_last=False)
     >>> batches = [list(sampler)[i:i + 2] for i in range(0, 8, 2)]
@@ -24,8 +31,52 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
+from torch.utils.data import DistributedSampler, Sampler
 
-from polygraft.training.distributed import ResumableSampler
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (also for one process) that can skip the samples of batches already trained on.
+
+    The order depends only on ``seed`` and the epoch, so a resumed run sees exactly the batches an
+    uninterrupted run would have seen.
+    """
+
+    def __init__(self, dataset_size: int, *, rank: int, world_size: int, shuffle: bool, seed: int,
+                 drop_last: bool) -> None:
+        super().__init__(range(dataset_size),  # type: ignore[arg-type]  # a sized range is all it reads
+                         num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.skip = 0
+
+    def set_position(self, epoch: int, skip_samples: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip_samples
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation order: rank r takes examples r, r + W, r + 2W... — no padding, so metrics gathered across
+    ranks count every example exactly once (DistributedSampler repeats some to even out the shards). Given
+    per-example ``lengths`` it visits its shard longest first, so padded batches hold similar lengths."""
+
+    def __init__(self, dataset_size: int, *, rank: int, world_size: int, lengths: Sequence[int] | None = None) -> None:
+        shard = range(rank, dataset_size, world_size)
+        # with lengths: longest first, so batches hold similar lengths (metrics do not depend on the order)
+        self.indices: Sequence[int] = shard if lengths is None else sorted(shard, key=lambda i: -lengths[i])
+
+    def set_position(self, epoch: int, skip_samples: int) -> None:
+        """Evaluation always starts from the beginning."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class LengthGroupedSampler(ResumableSampler):

@@ -4,13 +4,13 @@
 do per epoch (see :func:`auto_workers`); a number overrides it. The choice never depends on timings, so the same
 recipe on the same machine always uses the same workers (augmentations drawn in workers depend on their number).
 
-Each worker runs one thread (torch and OpenCV): workers share the cores with the training step, whose OpenMP
-threads would otherwise compete with them. With workers on a small machine, start Python with
+Each worker runs one torch thread: workers share the cores with the training step, whose OpenMP threads would
+otherwise compete with them (a plugin whose library keeps its own thread pool sets it up in its preprocessor). With workers on a small machine, start Python with
 ``OMP_WAIT_POLICY=PASSIVE`` (it must be set before torch is imported) so idle OpenMP threads sleep instead of
 spinning on a core a worker needs.
 
 Example:
-    >>> from polygraft.training.workers import auto_workers
+    >>> from polygraft.inputs.workers import auto_workers
     >>> auto_workers("memory", decodes=False, random=False, cores=16)
     0
     >>> auto_workers("none", decodes=True, random=False, cores=2)
@@ -22,12 +22,31 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import torch
 
 MAX_WORKERS = 8
+"""The most workers ``num_workers: null`` ever chooses."""
+
+
+def worker_limit(cores: int) -> int:
+    """The most DataLoader workers a recipe may ask for: four per usable core (at least 8, at most 64). Each
+    worker is a process holding a copy of the dataset; past this they only compete for the same cores."""
+    return min(64, max(8, 4 * cores))
+
+
+def check_workers(requested: int | None, cores: int | None = None) -> None:
+    """Refuse a worker count this machine cannot use before any worker is started."""
+    if requested is None:
+        return
+    cores = usable_cores() if cores is None else cores
+    limit = worker_limit(cores)
+    if requested > limit:
+        from polygraft.errors import ConfigError
+
+        raise ConfigError(f"trainer.num_workers={requested:,} is more than this machine can use ({cores} usable "
+                          f"cores): use at most {limit}, or null to choose per split")
 
 
 def usable_cores() -> int:
@@ -62,16 +81,11 @@ def loader_options(num_workers: int, *, persistent: bool, pin_memory: bool) -> d
     pinned memory only on CUDA (the caller says)."""
     options: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
     if num_workers > 0:
-        # Hugging Face tokenizers cannot use their own threads in forked workers (they warn, then switch off)
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         options.update(persistent_workers=persistent, prefetch_factor=4 if num_workers <= 2 else 2,
                        worker_init_fn=one_thread)
     return options
 
 
 def one_thread(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one compute thread per worker (torch, and OpenCV when it is loaded)."""
+    """DataLoader ``worker_init_fn``: one torch compute thread per worker."""
     torch.set_num_threads(1)
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:
-        cv2.setNumThreads(1)

@@ -7,7 +7,7 @@ shared or oversized buffers before they are kept.
 
 Example:
     >>> import torch
-    >>> from polygraft.training.precompute import own, sizeof
+    >>> from polygraft.inputs.cache.compute import own, sizeof
     >>> view = torch.zeros(100)[:10]
     >>> own(view).untyped_storage().nbytes(), sizeof(own(view)) > 40
     (40, True)
@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
@@ -26,9 +25,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from polygraft.errors import PolygraftError
+from polygraft.inputs.datasets import FailedExample
+from polygraft.inputs.workers import one_thread
 from polygraft.interfaces import DataPipeline, DataSource
-from polygraft.training.data import FailedExample
-from polygraft.training.workers import one_thread
 
 SAMPLE = 12
 """Examples prepared up front to estimate size and time."""
@@ -94,7 +93,6 @@ def compute(source: DataSource, pipeline: DataPipeline | None, indices: list[int
     if workers == 0:
         chunks: Any = ([reading[p]] for p in range(len(reading)))
     else:
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads in forked workers
         chunk = max(1, min(64, len(reading) // (workers * 4)))
         chunks = DataLoader(reading, batch_size=chunk, shuffle=False, num_workers=workers, collate_fn=_listed,
                             worker_init_fn=one_thread, generator=torch.Generator(), prefetch_factor=4)
