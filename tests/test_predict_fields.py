@@ -32,15 +32,18 @@ def run(tmp_path: Path) -> Path:
 
 def test_predict_builds_one_example_from_fields(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", str(run), "--field", "x=[0.0, 1.0, 2.0]", "--field", "note=a=b", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    (result,) = json.loads(capsys.readouterr().out)  # always a list, one entry per example
     assert result["input"] == {"x": "[0.0, 1.0, 2.0]", "note": "a=b"} and result["label"] in {"a", "b"}
     assert main(["predict", str(run), "[0.0, 1.0, 2.0]", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["label"] == result["label"]
+    assert json.loads(capsys.readouterr().out)[0]["label"] == result["label"]
+    # inputs and a --field example together: one prediction each, in that order
+    assert main(["predict", str(run), "[0.0, 1.0, 2.0]", "--field", "x=[0.0, 1.0, 2.0]", "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [entry["label"] for entry in both] == [result["label"]] * 2
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["[0.0, 1.0, 2.0]", "--field", "x=[0.0, 1.0, 2.0]"], "not both"),
-    ([], "give an input"),
+    ([], "give something to predict"),
     (["--field", "x"], "NAME=VALUE"),
     (["--field", "x=[1]", "--field", "x=[2]"], "given twice"),
 ])

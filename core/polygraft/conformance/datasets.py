@@ -189,7 +189,8 @@ def check_dataset_checks(catalog: Catalog, name: str, options: Mapping[str, Any]
 
         steps.run("picklable", picklable)
         if backbone is not None:
-            steps.run(f"backbone {backbone[0]!r} reads its examples", lambda: _check_with_backbone(backbone[1], examples, spec.target))
+            steps.run(f"backbone {backbone[0]!r} reads its examples",
+                      lambda: _check_with_backbone(backbone[1], examples, getattr(spec, "target", "class")))
     except Abort:
         return None
     return source

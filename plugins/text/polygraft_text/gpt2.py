@@ -105,6 +105,10 @@ class GPT2Backbone(Backbone):
         first = [m for m in others if all(m is not f for f in final)]
         return [nn.ModuleList(first), *blocks[:-1], nn.ModuleList([blocks[-1], *final])]
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: every token tensor varies in length (``sequence``)."""
+        return {key: {1: "sequence"} for key in ("input_ids", "attention_mask") if key in inputs}
+
     def export(self, directory: Path) -> dict[str, Any]:
         """Save the HF config and tokenizer into ``directory``; rebuild options point there."""
         directory = Path(directory)

@@ -104,12 +104,16 @@ class QuestionContextPreprocessor(TextPreprocessor):
     def lengths(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
         """Tokens of question + context (every window together), for length-grouped batches."""
         pairs = [self._texts(examples[i]) for i in range(len(examples))]
-        result = []
+        result: list[int] = []
         for start in range(0, len(pairs), 1024):
             chunk = pairs[start : start + 1024]
             encoded = self.tokenizer([q for q, _ in chunk], [c for _, c in chunk], truncation=False)
             result.extend(len(ids) for ids in encoded["input_ids"])
         return result
+
+    def length_of(self, inputs: Mapping[str, Any]) -> int:
+        """Tokens of one encoded example: every window's, together."""
+        return sum(len(window["input_ids"]) for window in inputs["windows"])
 
     @staticmethod
     def _windows(items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

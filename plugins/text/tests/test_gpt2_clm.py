@@ -124,7 +124,7 @@ def test_pretrain_predict_then_finetune_from_the_run(catalog, gpt, tmp_path: Pat
     assert result.metrics["val/perplexity"] < 2.0 and result.metrics["val/token_accuracy"] > 0.9
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "clm"), "the cat sat", "--json"]) == 0
-    generated = json.loads(capsys.readouterr().out)
+    (generated,) = json.loads(capsys.readouterr().out)  # always a list, one entry per input
     assert generated["continuation"].startswith("on the mat") and generated["stopped"] == "end"
     assert main(["predict", str(tmp_path / "clm"), "--field", "text=the cat", "--field", "max_new_tokens=1"]) == 0
     assert capsys.readouterr().out.strip() == "the cat sat"

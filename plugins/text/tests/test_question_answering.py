@@ -201,7 +201,7 @@ def test_finetune_then_predict_with_fields(catalog, tiny, tmp_path, capsys) -> N
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "run"), "--field", "question=where does john live?",
                  "--field", f"context={CONTEXT}", "--json"]) == 0
-    answer = json.loads(capsys.readouterr().out)
+    (answer,) = json.loads(capsys.readouterr().out)
     assert answer["input"] == {"question": "where does john live?", "context": CONTEXT}
     assert CONTEXT[answer["start"]:answer["end"]] == answer["answer"] and 0.0 <= answer["score"] <= 1.0
     assert main(["predict", str(tmp_path / "run"), "--field", "question"]) == 2

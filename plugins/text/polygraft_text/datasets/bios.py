@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def _pools(seed: int) -> dict[str, dict[str, list[str]]]:
     return {name: split_pool(pool, seed, name) for name, pool in named.items()}
 
 
-def _templates(part: str, table: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+def _templates(part: str, table: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     cut = vocab.TRAIN_TEMPLATES
     return {attr: (rows[:cut] if part == "train" else rows[cut:]) for attr, rows in table.items()}
 
