@@ -225,7 +225,7 @@ class Trainer:
         for strategy in self.strategies:
             strategy.setup(module)
         module.to(self.device)
-        if cfg.channels_last:
+        if cfg.uses_channels_last(module.backbone):
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         groups = next((g for s in self.strategies
                        if (g := s.param_groups(module, lr=cfg.lr, weight_decay=cfg.weight_decay)) is not None), None)
@@ -251,6 +251,9 @@ class Trainer:
                                      initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
         for line in self.loaders.lines():
             self.message(line)
+        if cfg.channels_last == "auto" and cfg.uses_channels_last(module.backbone):
+            self.message("channels-last memory format: on (trainer.channels_last: auto, the backbone is "
+                         "convolutional; false turns it off)")
         check_first_features(module.backbone)
         return train_loader, val_loader
 
