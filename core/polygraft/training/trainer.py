@@ -156,6 +156,7 @@ class Trainer:
             return self._interrupted(splits)
         self.usage.stop()
         self.add_results(self.usage.report(samples=self.state.samples_seen))
+        self.message(self.usage.shares())
         for strategy in self.strategies:
             strategy.finalize(module)
         for callback in self.callbacks:
@@ -385,7 +386,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def _validate_and_log(self, loader: Any) -> dict[str, float]:
-        metrics = self._validate(loader, prefix="val")
+        with self.usage.timed("validation"):
+            metrics = self._validate(loader, prefix="val")
         self.logger.log({"step": self.state.global_step, "epoch": self.state.epoch, **metrics})
         self._validated_at = self.state.global_step
         return metrics
@@ -412,7 +414,8 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         if self.run is None or not self.run.enabled or self._checkpointed_at == self.state.global_step:
             return
-        path = write_checkpoint(self)
+        with self.usage.timed("checkpoint"):
+            path = write_checkpoint(self)
         self._checkpointed_at = self.state.global_step
         for callback in self.callbacks:
             callback.on_checkpoint_saved(self, path)
