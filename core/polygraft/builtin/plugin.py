@@ -58,6 +58,13 @@ def polygraft_register_tasks(register: Register) -> None:
                     "(seqeval), entity spans with character offsets. Needs polygraft[ner].",
     ))
     register(TaskSpec(
+        name="question-answering", factory="polygraft.tasks.question_answering:QuestionAnsweringTask",
+        consumes="sequence", target="span", metric="f1", aliases=("qa",),
+        description="Extractive answer spans from sequence features (SQuAD v1.1/v2.0): long contexts in "
+                    "overlapping windows, spans mapped back to characters, official exact match and F1, "
+                    "a no-answer threshold for unanswerable questions.",
+    ))
+    register(TaskSpec(
         name="ctc", factory="polygraft.tasks.ctc:CTCTask", consumes="sequence", target="transcript", metric="wer",
         description="Character sequences from sequence features with CTC (speech recognition): vocabulary from the "
                     "training transcripts, greedy or beam decoding, WER and CER (torchmetrics).",

@@ -31,6 +31,10 @@ class Backbone(nn.Module):
     feature_dim: int = 0
     map_channels: tuple[int, ...] = ()
     map_strides: tuple[int, ...] = ()
+    #: mostly convolutions over image-like maps: ``trainer.channels_last: auto`` then uses the channels-last memory
+    #: format (faster convolutions on CPU and GPU; nothing to gain for transformers). A class attribute, or set in
+    #: ``__init__`` where it depends on the architecture (see :func:`polygraft.features.mostly_convolutional`).
+    convolutional: bool = False
     #: the registered backbone name and the options that rebuild this architecture (filled by create_backbone)
     spec_name: str = ""
     build_options: dict[str, Any]

@@ -105,11 +105,12 @@ def write_model(trainer: Trainer) -> Path:
             os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    trainer.run.finish()  # the folder's model is this run's: a failing test split later keeps it usable
     return target
 
 
 def write_results(trainer: Trainer, metrics: dict[str, float], skipped: dict[str, Any]) -> None:
-    """``results.json``, the curves and the task's plots; then the folder holds a finished run."""
+    """``results.json``, the curves and the task's plots."""
     from polygraft.plots import plot_curves
 
     run = trainer.run
@@ -121,6 +122,5 @@ def write_results(trainer: Trainer, metrics: dict[str, float], skipped: dict[str
         plot_curves(run.read_metrics(), run.plot("curves"))
         if metrics:
             trainer.module.save_artifacts(run)
-    run.finish()
     for callback in trainer.callbacks:
         callback.on_results_saved(trainer, results)

@@ -160,6 +160,7 @@ class Trainer:
             self.module = self.model = self.sharded.gather()
         self.usage.stop()
         self.add_results(self.usage.report(samples=self.state.samples_seen))
+        self.message(self.usage.shares())
         for strategy in self.strategies:
             strategy.finalize(module)
         for callback in self.callbacks:
@@ -231,7 +232,7 @@ class Trainer:
         for strategy in self.strategies:
             strategy.setup(module)
         module.to(self.device)
-        if cfg.channels_last:
+        if cfg.uses_channels_last(module.backbone):
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         groups = next((g for s in self.strategies
                        if (g := s.param_groups(module, lr=cfg.lr, weight_decay=cfg.weight_decay)) is not None), None)
@@ -262,6 +263,9 @@ class Trainer:
                                      initial_step=self.state.global_step)
         for line in [*self.loaders.lines(), *(self.sharded.lines if self.sharded else []), *resumed]:
             self.message(line)
+        if cfg.channels_last == "auto" and cfg.uses_channels_last(module.backbone):
+            self.message("channels-last memory format: on (trainer.channels_last: auto, the backbone is "
+                         "convolutional; false turns it off)")
         check_first_features(self.module.backbone)
         return train_loader, val_loader
 
@@ -386,7 +390,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     def _validate_and_log(self, loader: Any) -> dict[str, float]:
-        metrics = self._validate(loader, prefix="val")
+        with self.usage.timed("validation"):
+            metrics = self._validate(loader, prefix="val")
         self.logger.log({"step": self.state.global_step, "epoch": self.state.epoch, **metrics})
         self._validated_at = self.state.global_step
         return metrics
@@ -414,7 +419,8 @@ class Trainer:
         every_rank = self.config.distributed == "fsdp"  # each writes its shards
         if self.run is None or not (self.run.enabled or every_rank) or self._checkpointed_at == self.state.global_step:
             return
-        path = write_checkpoint(self)
+        with self.usage.timed("checkpoint"):
+            path = write_checkpoint(self)
         self._checkpointed_at = self.state.global_step
         for callback in self.callbacks if self.run.enabled else ():
             callback.on_checkpoint_saved(self, path)

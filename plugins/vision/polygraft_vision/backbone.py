@@ -26,7 +26,7 @@ from torch import nn
 
 from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
-from polygraft.features import Features
+from polygraft.features import Features, mostly_convolutional
 from polygraft.interfaces.backbone import Backbone
 from polygraft.options import closest
 from polygraft_vision.images import DEFAULT_MAX_PIXELS
@@ -52,6 +52,7 @@ class TimmBackbone(Backbone):
         self.model_name = model_name
         self.num_classes = num_classes
         self._preprocessor = preprocessor
+        self.convolutional = mostly_convolutional(model)  # CNNs train faster channels-last; ViTs gain nothing
         info = model.feature_info  # type: ignore[union-attr]
         if features == "maps":
             self.map_channels = tuple(int(c) for c in info.channels())
