@@ -143,6 +143,17 @@ def _resolved(variant: Variant, seed: int, run_dir: Path) -> dict[str, Any]:
     return Recipe.from_yaml(variant.recipe, _overrides(variant, seed, run_dir)).to_dict()
 
 
+_HOW_STARTED = ("overwrite", "resume")  # how a run was started, not what it trains
+
+
+def _same_run(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a finished run's saved recipe trains what ``wanted`` asks for (how it was started aside)."""
+    def trains(recipe: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in recipe.items() if key not in _HOW_STARTED}
+
+    return trains(saved) == trains(wanted)
+
+
 def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr,
                 timeout: float | None = None) -> Outcome:
     """Train (or reuse, or resume) one variant and seed in a child process; never raises for a failed run (only
@@ -155,7 +166,7 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
         return outcome
     run = RunDirectory(run_dir, enabled=False)
-    if run.results_file.is_file() and run.config_file.is_file() and run.read_config() == wanted:
+    if run.results_file.is_file() and run.config_file.is_file() and _same_run(run.read_config(), wanted):
         outcome.status, outcome.results = "reused", run.read_results()
         return outcome
     overrides = _overrides(variant, seed, run_dir)

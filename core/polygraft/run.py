@@ -11,14 +11,14 @@ runs/NAME/
   curves.png        learning curves; other plots a task draws (confusion.png for classification)
   train.log         what the run printed, when another process ran it (polygraft compare)
   .lock             held (flock) by the process that trains into the folder, with its pid and command
-  .incomplete       present from the start of a run until its results are written: the run did not finish
+  .incomplete       present from the start of a run until its model is saved: model/ is not this run's yet
 ```
 
 A run directory holds one run. A new run into a folder that already holds one (results, a model, a checkpoint)
 is refused unless the recipe says ``overwrite: true`` (the old run's files are then removed first) or it resumes
 (``resume=last``); two processes never train into one folder at once (the lock), and ``evaluate``, ``predict`` and
-``polygraft.load`` refuse a folder whose run did not finish (``.incomplete``), so a failed run can never pass for an
-older one.
+``polygraft.load`` refuse a folder whose run stopped before its model was saved (``.incomplete``), so a failed run
+can never pass for an older one.
 
 Example:
     >>> import tempfile
@@ -45,8 +45,8 @@ from typing import Any
 from polygraft.errors import ConfigError, TrainingError
 from polygraft.paths import exists
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "results.json", "data.json", "train.log", ".incomplete")
-RUN_FOLDERS = ("checkpoints", "model", "tensorboard")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "results.json", "data.json", ".incomplete")  # train.log: the writer's
+RUN_FOLDERS = ("checkpoints", "model", "tensorboard", "mlruns")
 
 
 class RunDirectory:
@@ -158,7 +158,7 @@ class RunDirectory:
                                                      "command": _command()}) + "\n")
 
     def finish(self) -> None:
-        """The run's results are written: the folder holds a finished run."""
+        """The run's model is saved: the folder's model is this run's (results may still follow)."""
         if self.enabled:
             self.incomplete_marker.unlink(missing_ok=True)
 
