@@ -55,7 +55,8 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path) -> None:
     steps = [row["step"] for row in map(json.loads, (interrupted / "metrics.jsonl").read_text().splitlines())
              if "train/loss" in row]
     assert steps == sorted(set(steps)), "rows of the lost steps must not be duplicated"
-    measured = ("train/wall_time_s", "train/setup_s", "train/samples_per_s", "memory/")  # differ run to run
+    measured = ("train/wall_time_s", "train/setup_s", "train/validation_s", "train/checkpoint_s", "train/samples_per_s",
+                "memory/")  # differ run to run
     expected_results, got_results = (
         {k: v for k, v in json.loads((run / "results.json").read_text()).items() if not k.startswith(measured)}
         for run in (reference, interrupted))
@@ -83,7 +84,8 @@ def test_sigterm_stops_at_a_step_boundary_and_resume_is_bit_identical(tmp_path: 
     assert not (stopped / ".incomplete").exists()
     expected, got = weights(reference), weights(stopped)
     assert all(torch.equal(expected[key], got[key]) for key in expected)
-    measured = ("train/wall_time_s", "train/setup_s", "train/samples_per_s", "memory/")
+    measured = ("train/wall_time_s", "train/setup_s", "train/validation_s", "train/checkpoint_s", "train/samples_per_s",
+                "memory/")
     expected_results, got_results = (
         {k: v for k, v in json.loads((run / "results.json").read_text()).items() if not k.startswith(measured)}
         for run in (reference, stopped))

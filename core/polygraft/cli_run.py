@@ -118,7 +118,6 @@ def parse_fields(items: list[str]) -> dict[str, str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import polygraft
     from polygraft.errors import ConfigError
 
     values = prediction_inputs(args)
@@ -126,7 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not values and not fields:
         raise ConfigError("give something to predict: inputs as arguments, '-' for standard input, --file F (one "
                           "input per line) or --field NAME=VALUE")
-    task = polygraft.load(args.run_dir)
+    task = _predicting_module(args.run_dir)
     pre = task.backbone.preprocessor
     examples = [pre.read_input(value) for value in values]
     shown: list[Any] = [_short(value) for value in values]
@@ -152,6 +151,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predicting_module(run_dir: str) -> Any:
+    """The run's task, or for a pretraining run whose objective can predict from the saved backbone alone (it
+    saved ``objective_options``, as ``clm``), that objective rebuilt around the backbone."""
+    import polygraft
+    from polygraft.errors import ConfigError
+    from polygraft.interfaces import Backbone
+    from polygraft.model_io import find_model_dir, read_model_config
+
+    module = polygraft.load(run_dir)
+    if not isinstance(module, Backbone):
+        return module
+    config = read_model_config(find_model_dir(run_dir))
+    objective, options = config.get("objective"), config.get("objective_options")
+    if not objective or not isinstance(options, dict):
+        raise ConfigError(f"{run_dir} holds a pretrained backbone ({objective or 'no objective'}) whose objective "
+                          "heads were not saved, so it has nothing to predict; fine-tune it (weights: "
+                          f"{run_dir}) and predict with that run")
+    return polygraft.create_objective(objective, backbone=module, **options).to(next(module.parameters()).device).eval()
+
+
 def _human(result: dict[str, Any]) -> str:
     if "label" in result:
         top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
@@ -165,6 +184,11 @@ def _human(result: dict[str, Any]) -> str:
     if "pixel_fractions" in result:
         shown = ", ".join(f"{name} {share:.1%}" for name, share in result["pixel_fractions"].items())
         return f"{result['input']}: {shown} (masks: --json)"
+    if "answer" in result:
+        where = f"characters {result['start']}–{result['end']}" if result["answer"] else "no answer"
+        return f"{result['answer']!r} ({where}, score {result['score']:.3f})"
+    if "continuation" in result:
+        return str(result["text"])
     return json.dumps(result)
 
 

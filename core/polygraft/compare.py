@@ -173,8 +173,8 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
     if run.last_checkpoint.is_file() and not run.results_file.is_file():
         overrides.append("resume=last")
         outcome.status = "resumed"
-    else:  # a new run, or one made with other settings: this run replaces it
-        overrides.append("overwrite=true")
+    elif run.holds_a_run() or run.incomplete_marker.exists():  # one made with other settings: this run replaces
+        run.clear()  # it; cleared here, not by the child's overwrite=true, which would delete the train.log below
     print(f"[compare] {variant.name} seed {seed}: {outcome.status if outcome.status == 'resumed' else 'training'}"
           f" → {run_dir}", file=log, flush=True)
     command = [sys.executable, "-m", "polygraft", _command(variant), variant.recipe, *overrides, "--json"]

@@ -6,6 +6,9 @@ time limit, and signals passed on.
   boundary on SIGTERM), and then stops: :class:`Interrupted`. Re-running the same comparison resumes it.
 * ``timeout``: a child that runs longer is sent SIGTERM (it checkpoints), then SIGKILL after ``grace`` seconds, and
   counts as failed; the other variants go on. A child that hangs (a data file that blocks) cannot stall the rest.
+* ``watch``: called every ``poll_s`` seconds while the child runs; when it returns True the child is stopped the same
+  way (SIGTERM to its group, then SIGKILL after ``grace``) and the result says ``stopped`` (``polygraft tune`` prunes
+  trials so).
 
 Example:
     >>> import sys, tempfile, pathlib
@@ -23,6 +26,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ class ChildResult:
     returncode: int
     output: str
     timed_out: bool = False
+    stopped: bool = False  # ``watch`` asked for the stop
 
 
 class Interrupted(Exception):
@@ -50,7 +55,8 @@ class Interrupted(Exception):
 
 
 def run_child(command: list[str], *, log_file: Path, timeout: float | None = None, grace: float = 60.0,
-              env: dict[str, str] | None = None) -> ChildResult:
+              env: dict[str, str] | None = None, watch: Callable[[], bool] | None = None,
+              poll_s: float = POLL_S) -> ChildResult:
     """Run ``command`` to its end (or its time limit), its output written to ``log_file``."""
     received: list[int] = []
     previous: dict[int, Any] = {}
@@ -69,7 +75,7 @@ def run_child(command: list[str], *, log_file: Path, timeout: float | None = Non
                 previous[number] = signal.signal(number, record)
         except ValueError:  # not the main thread: no handlers, no forwarding
             previous.clear()
-        started, timed_out = time.monotonic(), False
+        started, timed_out, stopped = time.monotonic(), False, False
         try:
             while process.poll() is None:
                 if received:
@@ -79,14 +85,18 @@ def run_child(command: list[str], *, log_file: Path, timeout: float | None = Non
                     timed_out = True
                     _stop(process, signal.SIGTERM, grace)
                     break
-                time.sleep(POLL_S)
+                if watch is not None and watch():
+                    stopped = True
+                    _stop(process, signal.SIGTERM, grace)
+                    break
+                time.sleep(poll_s)
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
             if process.poll() is None:  # an error in compare itself: never leave the child behind
                 _stop(process, signal.SIGTERM, grace=5.0)
         log.write(f"\nexit code {process.returncode}\n")
-    return ChildResult(process.returncode, log_file.read_text(encoding="utf-8", errors="replace"), timed_out)
+    return ChildResult(process.returncode, log_file.read_text(encoding="utf-8", errors="replace"), timed_out, stopped)
 
 
 def _stop(process: subprocess.Popen[Any], number: int, grace: float) -> None:

@@ -46,7 +46,7 @@ from polygraft.errors import ConfigError, TrainingError
 from polygraft.paths import exists
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "results.json", "data.json", ".incomplete")  # train.log: the writer's
-RUN_FOLDERS = ("checkpoints", "model", "tensorboard")
+RUN_FOLDERS = ("checkpoints", "model", "tensorboard", "mlruns")
 
 
 class RunDirectory:

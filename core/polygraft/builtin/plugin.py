@@ -63,6 +63,13 @@ def polygraft_register_tasks(register: Register) -> None:
                     "(seqeval), entity spans with character offsets. Needs polygraft[ner].",
     ))
     register(TaskSpec(
+        name="question-answering", factory="polygraft.tasks.question_answering:QuestionAnsweringTask",
+        consumes="sequence", target="span", metric="f1", aliases=("qa",),
+        description="Extractive answer spans from sequence features (SQuAD v1.1/v2.0): long contexts in "
+                    "overlapping windows, spans mapped back to characters, official exact match and F1, "
+                    "a no-answer threshold for unanswerable questions.",
+    ))
+    register(TaskSpec(
         name="ctc", factory="polygraft.tasks.ctc:CTCTask", consumes="sequence", target="transcript", metric="wer",
         description="Character sequences from sequence features with CTC (speech recognition): vocabulary from the "
                     "training transcripts, greedy or beam decoding, WER and CER (torchmetrics).",
@@ -117,6 +124,12 @@ def polygraft_register_strategies(register: Register) -> None:
         name="ema", factory=f"{module}.ema:EMAStrategy",
         description="Exponential moving average of the weights, used for validation and the saved model.",
     ))
+    register(StrategySpec(
+        name="distill", factory=f"{module}.distill:DistillStrategy", aliases=("distillation",),
+        description="Knowledge distillation from a trained teacher run (teacher=RUN_DIR): KL on temperature-softened "
+                    "outputs plus the labels, optional pooled-feature matching; the teacher's outputs are computed "
+                    "once and kept with the input cache.",
+    ))
 
 
 @hookimpl
@@ -129,4 +142,13 @@ def polygraft_register_callbacks(register: Register) -> None:
     register(CallbackSpec(
         name="best-checkpoint", factory=f"{module}:BestCheckpoint",
         description="Keep checkpoints/best.pt of the best validation (monitor, mode).",
+    ))
+    register(CallbackSpec(
+        name="tensorboard", factory="polygraft.builtin.trackers:TensorBoardTracker",
+        description="TensorBoard event files in RUN/tensorboard: metrics.jsonl, the recipe, results, plots (log_dir).",
+    ))
+    register(CallbackSpec(
+        name="mlflow", factory="polygraft.builtin.trackers:MLflowTracker",
+        description="An MLflow run (file store RUN/mlruns by default): metrics, recipe, results, plots "
+                    "(tracking_uri, experiment, run_name).",
     ))

@@ -32,6 +32,10 @@ class Backbone(nn.Module):
     feature_dim: int = 0
     map_channels: tuple[int, ...] = ()
     map_strides: tuple[int, ...] = ()
+    #: mostly convolutions over image-like maps: ``trainer.channels_last: auto`` then uses the channels-last memory
+    #: format (faster convolutions on CPU and GPU; nothing to gain for transformers). A class attribute, or set in
+    #: ``__init__`` where it depends on the architecture (see :func:`polygraft.features.mostly_convolutional`).
+    convolutional: bool = False
     #: the registered backbone name and the options that rebuild this architecture (filled by create_backbone)
     spec_name: str = ""
     build_options: dict[str, Any]
@@ -51,6 +55,26 @@ class Backbone(nn.Module):
     def layer_groups(self) -> list[nn.Module]:
         """Groups of layers ordered input → output (used by freezing, gradual unfreezing, LLRD)."""
         raise NotImplementedError
+
+    def shard_units(self) -> list[nn.Module]:
+        """The blocks ``trainer.distributed: fsdp`` shards one by one (``fully_shard`` per block): by default
+        each layer group that is one of this backbone's own modules (a transformer layer, a timm stage), or the
+        single module of a one-module group; containers of several modules (a stem of a convolution and a norm)
+        stay with the rest of the model. A block must be a module whose ``forward`` the backbone calls: override
+        this when a layer group's weights are read without calling it. ``[]``: the whole model is one unit."""
+        try:
+            groups = self.layer_groups()
+        except NotImplementedError:
+            return []
+        own = {id(module) for module in self.modules()}
+        units: list[nn.Module] = []
+        for group in groups:
+            if isinstance(group, nn.ModuleList | nn.ModuleDict):
+                children = list(group.children())
+                group = children[0] if len(children) == 1 else group
+            if id(group) in own and group is not self and not isinstance(group, nn.ModuleList | nn.ModuleDict):
+                units.append(group)
+        return units
 
     def freeze(self, trainable_layers: int = 0) -> None:
         """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen). Strategies call

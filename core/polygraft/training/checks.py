@@ -62,3 +62,17 @@ def _oom(step: int, batch_size: int, exc: BaseException) -> str:
     return (f"out of memory at step {step} (a batch of {batch_size} examples: {first}); lower trainer.batch_size "
             "(with trainer.grad_accum to keep the effective batch), or the inputs' size (max_length, image_size, "
             "max_duration)")
+
+
+def nonfinite_line(trainer: Any, loss: Any) -> str:
+    """A non-finite loss: a TrainingError saying what to try, or (``trainer.skip_nonfinite``) the line that
+    reports the skipped batch (the caller counts it and drops the step)."""
+    state, value = trainer.state, float(loss.detach())
+    where = f"step {state.global_step + 1} (epoch {state.epoch}, batch {state.batches_in_epoch})"
+    if not trainer.config.skip_nonfinite:
+        cached = trainer.loaders.cached_on_disk("train") if trainer.loaders is not None else None
+        data = (f"check the data of that batch: it came from the input cache at {cached} (rule the cache out "
+                "with trainer.cache=off, or delete that folder)" if cached else "check the data of that batch")
+        raise TrainingError(f"loss is {value} at {where}. Lower trainer.lr, {data}, try precision=32, or set "
+                            "trainer.skip_nonfinite=true to skip such batches (they are counted).")
+    return f"skipped a batch with loss {value} at {where} ({state.skipped_nonfinite + 1} skipped so far)"

@@ -1,5 +1,7 @@
 """One pass over an evaluation loader: loss and metrics accumulated batch by batch (never all outputs), reduced
-across DDP ranks, with the validation callbacks around it.
+across DDP ranks, with the validation callbacks around it. A sharded (FSDP) model evaluates in lockstep: a rank
+whose shard of the split ran out repeats its last batch, uncounted, until every rank is done (each forward is a
+collective).
 
 Example:
     >>> import polygraft
@@ -12,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,6 +22,7 @@ import torch
 from polygraft.features import batch_size_of
 from polygraft.inputs.datasets import raise_worker_errors
 from polygraft.inputs.loaders import position_loader
+from polygraft.training.fsdp import in_lockstep
 
 if TYPE_CHECKING:
     from polygraft.training.trainer import Trainer
@@ -36,16 +40,24 @@ def evaluate_loader(trainer: Trainer, loader: Any, *, prefix: str) -> dict[str, 
     module.reset_metrics()
     sums = torch.zeros(2, dtype=torch.float64, device=trainer.device)  # loss × n, examples
     position_loader(loader, epoch=0, skip_batches=0, seed=trainer.config.seed)
-    for batch in raise_worker_errors(loader):
+    sharded = trainer.sharded is not None and module is trainer.sharded.module
+    batches: Iterator[tuple[Any, bool]] = ((batch, True) for batch in raise_worker_errors(loader))
+    if sharded:
+        batches = in_lockstep(raise_worker_errors(loader), trainer.dist.any, split=prefix)
+    for batch, counted in batches:
         batch = trainer._to_device(batch)
         with trainer.precision.autocast():
             output = module(batch)
+        if not counted:
+            continue
         n = batch_size_of(batch)
         sums[0] += output.loss.detach().double() * n
         sums[1] += n
         module.update_metrics(batch, output)
         for callback in trainer.callbacks:
             callback.on_validation_batch_end(trainer, batch, output)
+    if sharded:  # forward without backward leaves the root unit gathered
+        trainer.sharded.reshard()
     if trainer.dist.enabled:
         torch.distributed.all_reduce(sums)
     metrics = {f"{prefix}/loss": float(sums[0] / sums[1].clamp_min(1))}

@@ -69,15 +69,21 @@ def guarded(path: Path, *, safe: str) -> Iterator[None]:
 
 
 def write_checkpoint(trainer: Trainer) -> Path:
-    """``checkpoints/last.pt`` of the trainer's current state (atomically)."""
+    """``checkpoints/last.pt`` of the trainer's current state (atomically); ``checkpoints/last.dcp/`` for an fsdp
+    run, which every rank writes its shards into."""
     from polygraft.training import checkpoint as ckpt
+    from polygraft.training import dcp
     from polygraft.training.resume import checkpoint_state
 
-    path = trainer.run.last_checkpoint
+    sharded = trainer.config.distributed == "fsdp"
+    path = dcp.checkpoint_folder(trainer.run.last_checkpoint) if sharded else trainer.run.last_checkpoint
     previous = (f"the previous checkpoint ({path.name}, step {trainer._checkpointed_at}) is intact"
                 if path.exists() else "no checkpoint was written")
     with guarded(path, safe=f"{previous}; free some space and run again (with resume=last if a checkpoint exists)"):
-        ckpt.atomic_save(checkpoint_state(trainer), path)
+        if sharded:
+            dcp.save(trainer, dcp.state_of(trainer), path)
+        else:
+            ckpt.atomic_save(checkpoint_state(trainer), path)
     return path
 
 
@@ -116,3 +122,5 @@ def write_results(trainer: Trainer, metrics: dict[str, float], skipped: dict[str
         plot_curves(run.read_metrics(), run.plot("curves"))
         if metrics:
             trainer.module.save_artifacts(run)
+    for callback in trainer.callbacks:
+        callback.on_results_saved(trainer, results)

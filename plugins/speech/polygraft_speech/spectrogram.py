@@ -190,6 +190,7 @@ class SpectrogramBackbone(Backbone):
         self._preprocessor = preprocessor
         self.feature_dim = image.feature_dim
         self.map_channels, self.map_strides = tuple(image.map_channels), tuple(image.map_strides)
+        self.convolutional = image.convolutional
         self.weights_report: dict[str, Any] = dict(getattr(image, "weights_report", {}) or {"source": None})
 
     @property

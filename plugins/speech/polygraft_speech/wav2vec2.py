@@ -160,6 +160,11 @@ class Wav2Vec2Backbone(Backbone):
         layers[-1].extend(tail)
         return [nn.ModuleList(first), *layers]
 
+    def shard_units(self) -> list[nn.Module]:
+        """``trainer.distributed: fsdp`` shards the convolutional feature encoder and each transformer layer one
+        by one (the projection, positional convolution and norms stay with the rest of the model)."""
+        return [self.model.feature_extractor, *self.model.encoder.layers]
+
     def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """ONNX export: clips vary in length (``samples``)."""
         return {key: {1: "samples"} for key in ("input_values", "attention_mask") if key in inputs}

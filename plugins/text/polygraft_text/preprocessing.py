@@ -202,6 +202,15 @@ class TextPreprocessor(Preprocessor):
             "truncated": torch.tensor([bool(item.get("truncated", False)) for item in items]),
         }
 
+    def for_question_answering(self, *, doc_stride: int, max_question_tokens: int, question_key: str = "question",
+                               context_key: str = "context") -> TextPreprocessor:
+        """Question + context pairs in overlapping windows (see :mod:`polygraft_text.qa_encoding`)."""
+        from polygraft_text.qa_encoding import QuestionContextPreprocessor
+
+        return QuestionContextPreprocessor(self.tokenizer, max_length=self.max_length, doc_stride=doc_stride,
+                                           max_question_tokens=max_question_tokens, question_key=question_key,
+                                           context_key=context_key)
+
     def describe(self) -> dict[str, Any]:
         return {
             "type": "text",

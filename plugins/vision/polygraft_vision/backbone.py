@@ -26,7 +26,7 @@ from torch import nn
 
 from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
-from polygraft.features import Features
+from polygraft.features import Features, mostly_convolutional
 from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft.options import closest
@@ -53,6 +53,7 @@ class TimmBackbone(Backbone):
         self.model_name = model_name
         self.num_classes = num_classes
         self._preprocessor = preprocessor
+        self.convolutional = mostly_convolutional(model)  # CNNs train faster channels-last; ViTs gain nothing
         info = model.feature_info  # type: ignore[union-attr]
         if features == "maps":
             self.map_channels = tuple(int(c) for c in info.channels())
@@ -112,6 +113,38 @@ class TimmBackbone(Backbone):
         if len(groups) < 2:
             groups = [child for child in self.model.children() if any(True for _ in child.parameters())]
         return groups
+
+    def shard_units(self) -> list[nn.Module]:
+        """The stages ``trainer.distributed: fsdp`` shards one by one: for each layer group, the module that holds
+        exactly its parameters (the stage, e.g. ``layer2`` or ``blocks.3``), found at the group's common name
+        prefix; a group no single module holds (the stem of separate convolutions and norms) stays with the rest.
+
+        Example:
+            >>> import polygraft
+            >>> backbone = polygraft.create_backbone("timm", model_name="test_resnet")
+            >>> names = {id(m): name for name, m in backbone.model.named_modules()}
+            >>> [names[id(unit)] for unit in backbone.shard_units()]
+            ['layer1.0', 'layer2.0', 'layer3.0', 'layer4.0']
+        """
+        names = {id(m): name for name, m in self.model.named_modules()}
+        units: list[nn.Module] = []
+        for group in self.layer_groups():
+            members = list(group.children()) if isinstance(group, nn.ModuleList) else [group]
+            paths = [names[id(m)].split(".") for m in members if id(m) in names]
+            if not paths or len(paths) != len(members):
+                continue
+            common: list[str] = []
+            for parts in zip(*paths):
+                if len(set(parts)) > 1:
+                    break
+                common.append(parts[0])
+            if not common:
+                continue
+            unit = self.model.get_submodule(".".join(common))
+            held = {id(p) for m in members for p in m.parameters()}
+            if unit is not self.model and {id(p) for p in unit.parameters()} == held:
+                units.append(unit)
+        return units
 
 
 
