@@ -87,32 +87,31 @@ def test_a_child_that_wrote_its_results_is_not_failed_and_failures_say_why(tmp_p
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A child that exits non-zero after writing results.json finished (it is reported with a note); a child that
     fails without results is reported with its exit status (or signal) and its error line, not a log line."""
-    import subprocess
-
     from polygraft.compare import last_error, run_variant
+    from polygraft.compare_child import ChildResult
     from polygraft.compare_report import Variant
 
     recipe = tmp_path / "toy.yaml"
     recipe.write_text(yaml.safe_dump(TOY))
     variant = Variant("toy", str(recipe))
 
-    def finished_then_crashed(command, **kwargs):
+    def finished_then_crashed(command, *, log_file, **kwargs):
         run_dir = Path(next(arg for arg in command if arg.startswith("output_dir=")).split("=", 1)[1])
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "results.json").write_text(json.dumps({"test/accuracy": 0.5}))
-        return subprocess.CompletedProcess(command, -9, "", "input cache: train: 48 prepared examples kept\n")
+        log_file.write_text("input cache: train: 48 prepared examples kept\n")
+        return ChildResult(-9, log_file.read_text())
 
-    monkeypatch.setattr("polygraft.compare.subprocess.run", finished_then_crashed)
+    monkeypatch.setattr("polygraft.compare.run_child", finished_then_crashed)
     outcome = run_variant(variant, 0, tmp_path / "a")
     assert outcome.status == "trained" and outcome.results == {"test/accuracy": 0.5}
     assert "killed by SIGKILL after writing its results" in outcome.note
     assert "input cache" in (tmp_path / "a" / "runs" / "toy-seed0" / "train.log").read_text()
 
     def failed(command, **kwargs):
-        stderr = "train:  40%|████ | 2/5\nerror: loss is nan at step 2\ninput cache: val: kept\n"
-        return subprocess.CompletedProcess(command, 2, "", stderr)
+        return ChildResult(2, "train:  40%|████ | 2/5\nerror: loss is nan at step 2\ninput cache: val: kept\n")
 
-    monkeypatch.setattr("polygraft.compare.subprocess.run", failed)
+    monkeypatch.setattr("polygraft.compare.run_child", failed)
     outcome = run_variant(variant, 0, tmp_path / "b")
     assert outcome.status == "failed" and outcome.error.startswith("exit code 2: error: loss is nan at step 2")
     assert last_error("Traceback (most recent call last):\n  File x\nValueError: bad\n") == "ValueError: bad"

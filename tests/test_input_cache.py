@@ -135,7 +135,10 @@ def test_undeclared_pipeline_is_kept_for_evaluation_but_trains_uncached_unless_i
     other = InputCache("auto").prepare(source, Undeclared(Scaled()), split="train", training=True, passes=2,
                                        reference=Undeclared(Scaled(scale=2.0)))
     assert other.kind == "decoded" and "does not declare deterministic" in other.note
-    unknown = VectorPreprocessor(4)  # third-party default: deterministic unknown
+    class Unknown(VectorPreprocessor):
+        deterministic = None  # a third-party preprocessor that declares nothing
+
+    unknown = Unknown(4)
     assert InputCache("auto").prepare(source, Undeclared(unknown), split="train", training=True, passes=2,
                                       reference=Undeclared(unknown)).kind == "decoded"
 

@@ -344,17 +344,22 @@ def test_core_builtins_conform() -> None:
                   "task:classification": vectors,
                   "task:regression": [{"x": [0.0, 1.0, 2.0], "label": 1.5}, {"x": [2.0, 1.0, 0.0], "label": "-2"}],
                   "task:multilabel-classification": [{"x": [0.0, 1.0, 2.0], "label": "a|b"},
-                                                     {"x": [2.0, 1.0, 0.0], "label": ["b"]}]},
-        pairs=dict.fromkeys(["task:ctc", "task:classification", "task:regression", "task:multilabel-classification"],
-                            "toy"),
+                                                     {"x": [2.0, 1.0, 0.0], "label": ["b"]}],
+                  "task:metric-learning": [{"x": [0.0, 1.0, 2.0], "label": "ann"}, {"x": [0.1, 1.0, 2.0], "label": "ann"},
+                                           {"x": [2.0, 1.0, 0.0], "label": "bo"}, {"x": [2.0, 1.1, 0.0], "label": "bo"}]},
+        pairs=dict.fromkeys(["task:ctc", "task:classification", "task:regression", "task:multilabel-classification",
+                             "task:metric-learning"], "toy"),
         skip={"task:token-classification": "needs a backbone that maps tokens to words (polygraft-text's bert)",
+              "task:question-answering": "needs a backbone that encodes question+context pairs (polygraft-text)",
               "task:detection": "needs a maps backbone (polygraft-vision) and label_names from the data",
+              "task:segmentation": "needs a maps backbone (polygraft-vision); tests/test_segmentation.py trains it",
               "strategy:per-branch": "needs a fusion backbone (tests/test_fusion_strategies.py)",
               **dict.fromkeys(["dataset:av-digits", "dataset:review-numbers", "dataset:shape-captions",
                                "dataset:multimodal-manifest"], "fields for fusion branches of other plugins' "
                                                                "backbones (tests/test_fusion_data.py)")})
     checked = {result.component for result in report.results if result.status == "ok"}
     assert {"task 'ctc' on backbone 'toy'", "task 'classification' on backbone 'toy'", "strategy 'lora'",
+            "task 'metric-learning' on backbone 'toy'",
             "callback 'early-stopping'", "dataset 'synthetic-classification'", "backbone 'fusion'",
             "backbone 'columns'", "task 'regression' on backbone 'toy'",
             "task 'multilabel-classification' on backbone 'toy'"} <= checked

@@ -6,7 +6,7 @@ behind laziness. Components (L2) and the input pipeline (L3) are siblings: neith
 
 | layer | modules | may import |
 |---|---|---|
-| L0 vocabulary | errors features specs options assets fingerprint run plots version safe_yaml | L0 |
+| L0 vocabulary | errors features specs options assets fingerprint run plots version safe_yaml paths | L0 |
 | L1 contracts and catalog | interfaces/ hookspecs registry plugins components model_io | L0, L1 |
 | L2 components | tasks/ finetune/ builtin/ fusion/ | L0, L1, L2 |
 | L3 inputs | inputs/ | L0, L1, L3 |
@@ -32,14 +32,15 @@ CORE = ROOT / "core" / "polygraft"
 
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["errors", "features", "specs", "options", "assets", "fingerprint", "run", "plots",
-                     "version", "safe_yaml"], 0),
+                     "version", "safe_yaml", "paths"], 0),
     **dict.fromkeys(["interfaces", "hookspecs", "registry", "plugins", "components", "model_io"], 1),
     **dict.fromkeys(["tasks", "finetune", "builtin", "fusion"], 2),
     "inputs": 3,
     "training": 4,
     **dict.fromkeys(["api", "recipe"], 5),
     **dict.fromkeys(["__init__", "__main__", "cli", "cli_run", "compare", "compare_report", "doctor", "importcheck",
-                     "scaffold", "scaffold_data", "conformance", "testing", "templates", "recipe_reference"], 6),
+                     "scaffold", "scaffold_data", "conformance", "testing", "templates", "recipe_reference",
+                     "compare_child"], 6),
 }
 """First part of a module's name under ``polygraft`` → its layer (prefix matches: cli_export → cli_*)."""
 

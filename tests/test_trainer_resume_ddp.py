@@ -55,10 +55,40 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path) -> None:
     steps = [row["step"] for row in map(json.loads, (interrupted / "metrics.jsonl").read_text().splitlines())
              if "train/loss" in row]
     assert steps == sorted(set(steps)), "rows of the lost steps must not be duplicated"
-    measured = ("train/wall_time_s", "train/samples_per_s", "memory/")  # time and memory differ run to run
+    measured = ("train/wall_time_s", "train/setup_s", "train/validation_s", "train/checkpoint_s", "train/samples_per_s",
+                "memory/")  # differ run to run
     expected_results, got_results = (
         {k: v for k, v in json.loads((run / "results.json").read_text()).items() if not k.startswith(measured)}
         for run in (reference, interrupted))
+    assert got_results == expected_results
+
+
+def test_sigterm_stops_at_a_step_boundary_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    """SLURM / Kubernetes send SIGTERM: the run stops after the current step, checkpoints that step, says how to
+    resume and exits 143; the folder is marked unfinished until the resumed run completes it identically."""
+    import polygraft
+    from polygraft.errors import TrainingError
+
+    reference = tmp_path / "reference"
+    assert train(reference).returncode == 0
+    stopped = tmp_path / "stopped"
+    term = train(stopped, "--term-at", "17")
+    assert term.returncode == 143, term.stderr
+    assert "stopped by SIGTERM at step 17" in term.stderr and "resume=last" in term.stderr
+    assert torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["trainer"]["global_step"] == 17
+    assert not (stopped / "model").exists() and (stopped / ".incomplete").exists()
+    with pytest.raises(TrainingError, match="did not finish"):
+        polygraft.load(stopped)
+    resumed = train(stopped, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (stopped / ".incomplete").exists()
+    expected, got = weights(reference), weights(stopped)
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    measured = ("train/wall_time_s", "train/setup_s", "train/validation_s", "train/checkpoint_s", "train/samples_per_s",
+                "memory/")
+    expected_results, got_results = (
+        {k: v for k, v in json.loads((run / "results.json").read_text()).items() if not k.startswith(measured)}
+        for run in (reference, stopped))
     assert got_results == expected_results
 
 

@@ -110,6 +110,10 @@ def create_task(name: str, *, backbone: str | Backbone, label_names: Sequence[st
         backbone = create_backbone(backbone, weights=weights, catalog=catalog, **(backbone_options or {}))
     elif backbone.spec_name in catalog.registry("backbone"):
         check_compatible(spec, catalog.get("backbone", backbone.spec_name))  # type: ignore[arg-type]
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or not 1 <= num_classes <= 1_000_000):
+        raise ConfigError(f"task {name!r}: num_classes must be a whole number between 1 and 1,000,000, got "
+                          f"{num_classes!r}")
     if label_names is None:
         if num_classes is None:
             raise IncompatibleComponentsError(f"task {name!r} needs label_names=[...] or num_classes=N")
@@ -162,11 +166,14 @@ def load(path: str | Path, *, catalog: Catalog | None = None) -> Any:
         version_changes,
         weights_file,
     )
+    from polygraft.run import RunDirectory
 
     catalog = catalog or build_catalog()
+    RunDirectory(path, enabled=False).check_finished()  # a run that stopped or crashed: say so first
     model_dir = find_model_dir(path)
     if model_dir is None:
         raise WeightsError(f"{path}: no polygraft.json here or in {Path(path) / 'model'}; is it a polygraft run?")
+    RunDirectory(model_dir.parent if model_dir.name == "model" else model_dir, enabled=False).check_finished()
     config = read_model_config(model_dir)
     try:
         if config["kind"] == "backbone":

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from polygraft import __version__
+from polygraft.cli_compute import add_commands as add_compute_commands
+from polygraft.cli_explain import add_commands as add_explain_commands
+from polygraft.cli_export import add_commands as add_export_commands
 from polygraft.cli_run import add_commands as add_training_commands
 from polygraft.errors import PolygraftError
 from polygraft.specs import KIND_PLURALS
@@ -135,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     add_training_commands(sub)  # finetune, pretrain, evaluate, predict (cli_run.py)
+    add_explain_commands(sub)  # explain (cli_explain.py)
+    add_export_commands(sub)  # export, serve (cli_export.py)
+    add_compute_commands(sub)  # tune, recommend (cli_compute.py)
 
     p = sub.add_parser("new-plugin", help="write a new plugin distribution to start from (backbone, preprocessor, "
                        "dataset, recipe, tests)")

@@ -40,20 +40,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.recipe} has no {wanted!r}; run it with `polygraft {other}`")
     if args.json:
         recipe.trainer.progress = False
+    if args.overwrite:
+        recipe.overwrite = True
     result = run_recipe(recipe)
     _print_metrics(result.metrics, args.json, {"run_dir": str(result.run_dir), "stopped": result.stop_reason,
                                                "skipped": result.skipped})
+    if result.interrupted:
+        from polygraft.training.signals import EXIT_CODES
+
+        return EXIT_CODES[result.interrupted]  # 128 + the signal: what a scheduler expects of a stopped job
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import polygraft
-    from polygraft.errors import ConfigError, DataError
-    from polygraft.recipe import Recipe, load_split, report_skips
+    from polygraft.errors import ConfigError
+    from polygraft.recipe import Recipe, check_evaluation_labels, load_split, report_skips
     from polygraft.run import RunDirectory
     from polygraft.training.trainer import Trainer
 
     run = RunDirectory(args.run_dir, enabled=False)
+    run.check_finished()
     recipe = Recipe.from_dict(run.read_config(), overrides=args.overrides, where=str(run.config_file))
     catalog = polygraft.build_catalog()
     split = args.split or ("test" if "test" in recipe.data else "val")
@@ -62,10 +69,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"the recipe of {run.path} has no data.{split}; pass --split or data.{split}.dataset=...")
     report_skips(split, data)
     module = polygraft.load(run.path, catalog=catalog)
-    unknown = module.unknown_labels(data)
-    if unknown:
-        raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
-                        f"{module.label_names}")
+    check_evaluation_labels(module, split, data)
     recipe.trainer.progress = False
     metrics = Trainer(recipe.trainer).evaluate(module, data, prefix=split)
     _print_metrics(metrics, args.json, {"run_dir": str(run.path), "split": split,
@@ -114,7 +118,6 @@ def parse_fields(items: list[str]) -> dict[str, str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import polygraft
     from polygraft.errors import ConfigError
 
     values = prediction_inputs(args)
@@ -122,17 +125,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not values and not fields:
         raise ConfigError("give something to predict: inputs as arguments, '-' for standard input, --file F (one "
                           "input per line) or --field NAME=VALUE")
-    task = polygraft.load(args.run_dir)
+    task = _predicting_module(args.run_dir)
     pre = task.backbone.preprocessor
     examples = [pre.read_input(value) for value in values]
     shown: list[Any] = [_short(value) for value in values]
     if fields:
         examples.append(pre.read_fields(fields))
         shown.append({name: _short(value) for name, value in fields.items()})
-    results = [{"input": given, **prediction} for given, prediction in zip(shown, task.predict_examples(examples))]
-    if args.draw:
-        for example, result in zip(examples, results):
-            task.draw_predictions(example, result, args.draw)
+    predictions = task.predict_examples(examples)
+    if len(predictions) == len(examples):  # one answer per input (the default)
+        results = [{"input": given, **prediction} for given, prediction in zip(shown, predictions)]
+        if args.draw:
+            for example, result in zip(examples, results):
+                task.draw_predictions(example, result, args.draw)
+    else:  # answers about several inputs at once (verification pairs) name their inputs themselves
+        results = list(predictions)
+        if args.draw:
+            raise ConfigError(f"task {task.spec_name!r} answers about several inputs at once and draws nothing; "
+                              "drop --draw")
     if args.json:
         print(json.dumps(results, indent=2))  # always a list, one entry per prediction
     else:
@@ -141,11 +151,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predicting_module(run_dir: str) -> Any:
+    """The run's task, or for a pretraining run whose objective can predict from the saved backbone alone (it
+    saved ``objective_options``, as ``clm``), that objective rebuilt around the backbone."""
+    import polygraft
+    from polygraft.errors import ConfigError
+    from polygraft.interfaces import Backbone
+    from polygraft.model_io import find_model_dir, read_model_config
+
+    module = polygraft.load(run_dir)
+    if not isinstance(module, Backbone):
+        return module
+    config = read_model_config(find_model_dir(run_dir))
+    objective, options = config.get("objective"), config.get("objective_options")
+    if not objective or not isinstance(options, dict):
+        raise ConfigError(f"{run_dir} holds a pretrained backbone ({objective or 'no objective'}) whose objective "
+                          "heads were not saved, so it has nothing to predict; fine-tune it (weights: "
+                          f"{run_dir}) and predict with that run")
+    return polygraft.create_objective(objective, backbone=module, **options).to(next(module.parameters()).device).eval()
+
+
 def _human(result: dict[str, Any]) -> str:
     if "label" in result:
         top = sorted(result.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:5]
         shown = ", ".join(f"{name} {p:.3f}" for name, p in top)
         return f"{result['input']}: {result['label']} ({shown})"
+    if "same_identity" in result:
+        verdict = {True: "same identity", False: "different identities", None: "no threshold saved"}
+        threshold = "none" if result["threshold"] is None else f"{result['threshold']:.4f}"
+        return (f"{result['reference']} vs {result['input']}: {verdict[result['same_identity']]} "
+                f"(score {result['score']:.4f}, threshold {threshold} chosen on validation)")
+    if "pixel_fractions" in result:
+        shown = ", ".join(f"{name} {share:.1%}" for name, share in result["pixel_fractions"].items())
+        return f"{result['input']}: {shown} (masks: --json)"
+    if "answer" in result:
+        where = f"characters {result['start']}–{result['end']}" if result["answer"] else "no answer"
+        return f"{result['answer']!r} ({where}, score {result['score']:.3f})"
+    if "continuation" in result:
+        return str(result["text"])
     return json.dumps(result)
 
 
@@ -164,8 +207,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     except ValueError:
         raise ConfigError(f"--seeds takes integers separated by commas, got {args.seeds!r}") from None
-    comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
-                         variant_file=args.variants)
+    from polygraft.compare_child import Interrupted
+    from polygraft.training.signals import EXIT_CODES
+
+    try:
+        comparison = compare(recipes, output=args.output, vary=args.vary, seeds=seeds or [0], common=overrides,
+                             variant_file=args.variants, timeout=args.timeout)
+    except Interrupted as stopped:
+        print(f"interrupted by {stopped.name}: the running variant was stopped (it keeps its last checkpoint); run "
+              "the same command again to resume the comparison", file=sys.stderr)
+        return EXIT_CODES.get(stopped.name, 130)
     if args.json:
         print(json.dumps(comparison, indent=2))
     else:
@@ -183,6 +234,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("recipe", help="YAML recipe (see examples/)")
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. trainer.max_steps=5")
         p.add_argument("--json", action="store_true", help="print the final metrics as JSON (no progress bar)")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the recipe's output_dir")
         p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test (or val) data")
@@ -202,6 +254,8 @@ def add_commands(sub: Any) -> None:
                    help="one axis of variants, e.g. --vary weights=minilm-l6,null --vary strategy=full,lora")
     p.add_argument("--variants", metavar="FILE.yaml", help="named variants: {recipes: [...], variants: {name: {...}}}")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; the table shows mean ± std (default 0)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop a variant that trains longer than this (it counts as failed; the others go on)")
     p.add_argument("--output", required=True, metavar="DIR", help="where the runs and reports go")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=cmd_compare)
@@ -217,7 +271,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--field", action="append", metavar="NAME=VALUE",
                    help="one example made of named fields (question and context, an image and a text...)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--draw", metavar="OUT.png", help="render detections onto the image")
+    p.add_argument("--draw", metavar="OUT.png", help="render the prediction onto the image (detections, mask overlay)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -24,10 +24,8 @@ Example:
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -36,9 +34,11 @@ from typing import Any
 
 import yaml
 
+from polygraft.compare_child import run_child
 from polygraft.compare_report import Outcome, Variant
 from polygraft.errors import ConfigError
 from polygraft.run import RunDirectory
+from polygraft.safe_yaml import load_file
 
 
 def _split_values(text: str) -> list[str]:
@@ -110,7 +110,7 @@ def plan_variants(recipes: Sequence[str], *, vary: Sequence[str] = (), named: di
 def read_variant_file(path: str | Path) -> tuple[list[str], dict[str, dict[str, Any]], list[int] | None]:
     """``(recipes, named variants, seeds)`` from a comparison YAML file (see the module docstring)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the comparison file ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or "recipes" not in data:
@@ -128,7 +128,7 @@ def read_variant_file(path: str | Path) -> tuple[list[str], dict[str, dict[str, 
 
 
 def _command(variant: Variant) -> str:
-    raw = yaml.safe_load(Path(variant.recipe).read_text()) or {}
+    raw = load_file(variant.recipe) or {}
     return "finetune" if raw.get("task") else "pretrain"
 
 
@@ -143,8 +143,21 @@ def _resolved(variant: Variant, seed: int, run_dir: Path) -> dict[str, Any]:
     return Recipe.from_yaml(variant.recipe, _overrides(variant, seed, run_dir)).to_dict()
 
 
-def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr) -> Outcome:
-    """Train (or reuse, or resume) one variant and seed in a child process; never raises for a failed run."""
+_HOW_STARTED = ("overwrite", "resume")  # how a run was started, not what it trains
+
+
+def _same_run(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a finished run's saved recipe trains what ``wanted`` asks for (how it was started aside)."""
+    def trains(recipe: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in recipe.items() if key not in _HOW_STARTED}
+
+    return trains(saved) == trains(wanted)
+
+
+def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.stderr,
+                timeout: float | None = None) -> Outcome:
+    """Train (or reuse, or resume) one variant and seed in a child process; never raises for a failed run (only
+    :class:`~polygraft.compare_child.Interrupted` when compare itself is told to stop)."""
     run_dir = output / "runs" / f"{_slug(variant.name)}-seed{seed}"
     outcome = Outcome(variant, seed, run_dir)
     try:
@@ -153,20 +166,20 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
         return outcome
     run = RunDirectory(run_dir, enabled=False)
-    if run.results_file.is_file() and run.config_file.is_file() and run.read_config() == wanted:
+    if run.results_file.is_file() and run.config_file.is_file() and _same_run(run.read_config(), wanted):
         outcome.status, outcome.results = "reused", run.read_results()
         return outcome
     overrides = _overrides(variant, seed, run_dir)
     if run.last_checkpoint.is_file() and not run.results_file.is_file():
         overrides.append("resume=last")
         outcome.status = "resumed"
+    elif run.holds_a_run() or run.incomplete_marker.exists():  # one made with other settings: this run replaces
+        run.clear()  # it; cleared here, not by the child's overwrite=true, which would delete the train.log below
     print(f"[compare] {variant.name} seed {seed}: {outcome.status if outcome.status == 'resumed' else 'training'}"
           f" → {run_dir}", file=log, flush=True)
     command = [sys.executable, "-m", "polygraft", _command(variant), variant.recipe, *overrides, "--json"]
     started = time.time()
-    process = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run.log_file.write_text(f"$ {' '.join(command)}\n{process.stderr}\n{process.stdout}\nexit code {process.returncode}\n")
+    process = run_child(command, log_file=run.log_file, timeout=timeout)
     finished = run.results_file.is_file() and run.results_file.stat().st_mtime >= started - 1
     if finished:  # the run wrote its results: it is done, whatever happened after (a warning, a slow exit)
         outcome.results = run.read_results()
@@ -175,7 +188,11 @@ def run_variant(variant: Variant, seed: int, output: Path, *, log: Any = sys.std
             print(f"[compare] {variant.name} seed {seed}: {outcome.note}", file=log, flush=True)
         return outcome
     outcome.status = "failed"
-    outcome.error = f"{exit_status(process.returncode)}: {last_error(process.stderr)} (log: {run.log_file})"
+    if process.timed_out:
+        outcome.error = (f"timed out after {timeout:g} s and was stopped (its last checkpoint lets a re-run resume it; "
+                         f"log: {run.log_file})")
+    else:
+        outcome.error = f"{exit_status(process.returncode)}: {last_error(process.output)} (log: {run.log_file})"
     print(f"[compare] {variant.name} seed {seed} failed: {outcome.error}", file=log, flush=True)
     return outcome
 
@@ -203,9 +220,11 @@ def last_error(stderr: str) -> str:
 
 
 def compare(recipes: Sequence[str], *, output: str | Path, vary: Sequence[str] = (), seeds: Sequence[int] = (0,),
-            common: Sequence[str] = (), variant_file: str | Path | None = None, log: Any = sys.stderr) -> dict[str, Any]:
+            common: Sequence[str] = (), variant_file: str | Path | None = None, log: Any = sys.stderr,
+            timeout: float | None = None) -> dict[str, Any]:
     """Run every variant × seed, then write ``comparison.md``, ``comparison.json`` and ``comparison.png`` into
-    ``output``; returns the comparison (what ``comparison.json`` holds)."""
+    ``output``; returns the comparison (what ``comparison.json`` holds). ``timeout``: seconds a child may train
+    before it is stopped and counted as failed."""
     from polygraft.compare_report import summarise, write_reports
 
     named = None
@@ -216,7 +235,10 @@ def compare(recipes: Sequence[str], *, output: str | Path, vary: Sequence[str] =
     variants = plan_variants(recipes, vary=vary, named=named, common=common)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    outcomes = [run_variant(variant, int(seed), output, log=log) for variant in variants for seed in seeds]
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
+    outcomes = [run_variant(variant, int(seed), output, log=log, timeout=timeout)
+                for variant in variants for seed in seeds]
     comparison = summarise(outcomes, seeds=[int(s) for s in seeds])
     write_reports(comparison, output)
     return comparison

@@ -78,6 +78,12 @@ def check_options(spec: ComponentSpec, options: Mapping[str, Any], *, supplied: 
 checked_options = check_options  # the name used before 0.1.x; kept for plugins
 
 
+def _too_big(spec: ComponentSpec, options: Mapping[str, Any], reason: str) -> str:
+    sizes = {k: v for k, v in options.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return (f"{describe_component(spec)} cannot be built in this machine's memory with {sizes or dict(options)} "
+            f"({reason}); lower its sizes")
+
+
 def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | None = None, *,
           where: str = "", **supplied: Any) -> Any:
     """Create component ``name`` of ``kind`` with user ``options`` (checked) and core-``supplied`` arguments."""
@@ -93,6 +99,12 @@ def build(catalog: Catalog, kind: str, name: str, options: Mapping[str, Any] | N
         if "unexpected keyword argument" in text or "required keyword" in text or "positional argument" in text:
             raise ConfigError(f"{describe_component(spec)}: {text}; check its options "
                               f"(`polygraft list {spec.kind}s`)") from exc
+        raise
+    except MemoryError:
+        raise ConfigError(_too_big(spec, clean, "out of memory")) from None
+    except RuntimeError as exc:  # torch's CPU allocator: "can't allocate memory: you tried to allocate N bytes"
+        if "allocate" in str(exc) and "memory" in str(exc):
+            raise ConfigError(_too_big(spec, clean, str(exc).strip().splitlines()[-1][:160])) from None
         raise
     if hasattr(component, "spec_name"):
         component.spec_name = catalog.registry(kind).stable_name(name)
@@ -118,7 +130,11 @@ def resolve_weights(weights: str | Path, *, backbone: str, catalog: Catalog) -> 
                 f"use create_backbone({spec.backbone!r}, weights={name!r})"
             )
         return str(spec.load_factory()()), dict(spec.backbone_options)
-    if Path(name).expanduser().exists() or "/" in name or name.startswith("hf-hub:"):
+    from polygraft.paths import exists
+
+    if exists(name) or "/" in name or name.startswith("hf-hub:"):
+        if len(name) > 4096:
+            raise WeightsError(f"weights {name[:60]!r}... is {len(name):,} characters long: not a path or a name")
         return name, {}
     known = ", ".join(registry.names()) or "none"
     raise WeightsError(
@@ -146,7 +162,9 @@ def _backbone_from_model_dir(catalog: Catalog, name: str, model_dir: Path, optio
                              where: str) -> Backbone:
     """A backbone rebuilt from a polygraft model directory (its saved options) with its saved weights."""
     from polygraft.model_io import backbone_options, load_weights_into, read_model_config, weights_file
+    from polygraft.run import RunDirectory
 
+    RunDirectory(model_dir.parent if model_dir.name == "model" else model_dir, enabled=False).check_finished()
     config = read_model_config(model_dir)
     saved = config["backbone"]["name"]
     registry = catalog.registry("backbone")

@@ -46,6 +46,11 @@ class AssetError(PolygraftError):
     """A file polygraft needs from a package, the cache or the network is not available; says how to get it."""
 
 
+class ExportError(PolygraftError):
+    """A model cannot be exported in the asked format (no native class fits, an input the graph cannot take...);
+    the message says which format or option works instead."""
+
+
 class TrainingError(PolygraftError):
     """Training cannot go on (non-finite loss, empty data, mismatched resume...)."""
 

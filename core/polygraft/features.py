@@ -79,3 +79,24 @@ def batch_size_of(batch: Mapping[str, Any]) -> int:
             except ValueError:
                 continue
     raise ValueError("cannot tell the batch size: the batch holds no tensor or list")
+
+
+def mostly_convolutional(model: torch.nn.Module) -> bool:
+    """Whether most of ``model``'s weights sit in 2-D convolutions (a CNN, not a ViT whose only convolution is its
+    patch embedding): the rule ``trainer.channels_last: auto`` follows through ``Backbone.convolutional``.
+
+    Example:
+        >>> from torch import nn
+        >>> mostly_convolutional(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3), nn.Linear(8, 2)))
+        True
+        >>> mostly_convolutional(nn.Sequential(nn.Conv2d(3, 8, 16), nn.Linear(8, 64), nn.Linear(64, 8)))
+        False
+    """
+    conv = dense = 0
+    for module in model.modules():
+        count = sum(p.numel() for p in module.parameters(recurse=False))
+        if isinstance(module, torch.nn.Conv2d):
+            conv += count
+        elif isinstance(module, torch.nn.Linear | torch.nn.MultiheadAttention | torch.nn.Embedding):
+            dense += count
+    return conv > dense

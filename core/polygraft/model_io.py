@@ -122,11 +122,12 @@ def version_changes(config: dict[str, Any]) -> list[str]:
 
 def find_model_dir(path: str | Path) -> Path | None:
     """``path`` itself or ``path/model`` when it holds a polygraft model; else None."""
+    from polygraft.paths import file_problem
     from polygraft.run import RunDirectory
 
     path = Path(path)
     for candidate in (path, RunDirectory(path, enabled=False).model_dir):
-        if (candidate / CONFIG_NAME).is_file():
+        if file_problem(candidate / CONFIG_NAME) is None:
             return candidate
     return None
 

@@ -183,3 +183,15 @@ def option_names(factory: Callable[..., Any], *, supplied: Collection[str] = (),
     """The user-facing option names of a factory (for help texts and ``polygraft list``)."""
     accepted, _ = factory_options(factory, declared)
     return sorted(name for name in accepted if name not in supplied)
+
+
+def check_fraction(value: float, *, name: str, what: str) -> float:
+    """``value`` if it is a fraction in [0, 1) (a dropout rate, label smoothing), else a ConfigError saying so.
+
+    Example:
+        >>> check_fraction(0.1, name="dropout", what="task 'classification'")
+        0.1
+    """
+    if not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{what}: {name} must be in [0, 1), got {value!r}")
+    return float(value)

@@ -64,6 +64,7 @@ KEY_DOCS = {
     "trainer": "the trainer's options (below)",
     "output_dir": "the run directory",
     "resume": "`last` (this run directory's checkpoint) or a checkpoint path",
+    "overwrite": "replace an earlier run in `output_dir` (otherwise a new run there is refused)",
 }
 """What each top-level recipe key means (``docs/recipes.md`` is generated from these and the field types)."""
 
@@ -86,17 +87,15 @@ class Recipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "runs/latest"
     resume: str | None = None
+    overwrite: bool = False
     source: str | None = None  # the YAML file it came from
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+        from polygraft.safe_yaml import load_file
+
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read recipe: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raw = load_file(path) or {}  # size, alias-expansion and duplicate-key limits, named errors
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a recipe is a mapping of keys (task, backbone, data, trainer...)")
         recipe = cls.from_dict(raw, overrides=overrides, where=str(path))
@@ -119,6 +118,7 @@ class Recipe:
         for key in ("backbone", "data"):
             if key not in data:
                 raise ConfigError(f"{where}: missing required key {key!r}")
+        _check_names(data, where)
         if bool(data.get("task")) == bool(data.get("objective")):
             raise ConfigError(f"{where}: give exactly one of 'task' (finetune) or 'objective' (pretrain)")
         splits = data["data"]
@@ -226,6 +226,19 @@ def report_skips(split: str, source: DataSource) -> None:
                   file=sys.stderr)
 
 
+def check_evaluation_labels(module: TrainingModule, split: str, source: DataSource) -> None:
+    """Labels of an evaluation split the model was never trained on: one error naming the first such label, where
+    it is (file and row, when known) and the labels the model knows."""
+    unknown = module.unknown_labels(source)
+    if not unknown:
+        return
+    label = unknown[0]
+    origin = getattr(module, "label_origin", lambda *_: None)(source, label)
+    others = f" (and {len(unknown) - 1} more: {unknown[1:6]})" if len(unknown) > 1 else ""
+    raise DataError(f"label {label!r} of data.{split} was never seen in training{others}; known labels: "
+                    f"{module.label_names}. Fix the split, or list every label in the recipe's labels", path=origin)
+
+
 def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None, callbacks: Sequence[Callback] = ()) -> FitResult:
     """Fine-tune (``task``) or pretrain (``objective``) as the recipe says; returns the fit result. ``callbacks``
     run after the recipe's own (a benchmark's clock, a notebook's progress display)."""
@@ -246,12 +259,9 @@ def run_recipe(recipe: Recipe, *, catalog: Catalog | None = None, callbacks: Seq
     module = build_module(recipe, splits["train"], catalog)
     for split in ("val", "test"):
         if splits[split] is not None:
-            unknown = module.unknown_labels(splits[split])
-            if unknown:
-                raise DataError(f"data.{split} has labels the model was not trained on: {unknown[:10]}; known labels: "
-                                f"{module.label_names}. Fix the split, or list every label in the recipe's labels:")
+            check_evaluation_labels(module, split, splits[split])
     trainer = Trainer(recipe.trainer, output_dir=recipe.output_dir, strategies=strategies,
-                      callbacks=[*named, *callbacks],
+                      callbacks=[*named, *callbacks], overwrite=recipe.overwrite,
                       resume=recipe.resume, run_config=recipe.to_dict())
     return trainer.fit(module, train_data=splits["train"], val_data=splits["val"],
                        test_data=splits["test"] if recipe.task else None)
@@ -264,6 +274,27 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
+
+
+def _check_names(data: Mapping[str, Any], where: str) -> None:
+    """Component names are names, paths are strings: a boolean, number or mapping given for one is refused here,
+    with what is allowed, rather than deep inside a factory."""
+    for key in ("backbone", "task", "objective"):
+        value = data.get(key)
+        if (value is not None or key == "backbone") and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{where}: {key} must be a component name (a string, `polygraft list {key}s`), got "
+                              f"{value!r}")
+    if not isinstance(data.get("overwrite", False), bool):
+        raise ConfigError(f"{where}: overwrite must be true or false, got {data['overwrite']!r}")
+    for key in ("weights", "output_dir", "resume"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str | Path):
+            what = {"weights": "a registered alias, a local path or a polygraft run (or null for random init)",
+                    "output_dir": "a folder path", "resume": "last or a checkpoint path"}[key]
+            raise ConfigError(f"{where}: {key} must be {what}, got {type(value).__name__} {value!r}")
+    labels = data.get("labels")
+    if labels is not None and (not isinstance(labels, list) or not all(isinstance(v, str | int) for v in labels)):
+        raise ConfigError(f"{where}: labels must be a list of label names, got {labels!r}")
 
 
 def _check_keys(data: Mapping[str, Any], valid: set[str], where: str) -> None:

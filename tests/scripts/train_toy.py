@@ -1,6 +1,6 @@
 """Train the toy classifier; used by the resume (SIGKILL) and DDP tests as a real subprocess.
 
-    python train_toy.py OUT --batch-size 8 --max-steps 30 [--kill-at 17] [--resume]
+    python train_toy.py OUT --batch-size 8 --max-steps 30 [--kill-at 17 | --term-at 17] [--resume]
     torchrun --standalone --nproc-per-node 2 train_toy.py OUT --batch-size 4 ...
 """
 
@@ -27,12 +27,24 @@ class KillAt(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def main() -> None:
+class TermAt(Callback):
+    """SIGTERM this process after optimizer step ``step``, as a scheduler would: the trainer stops cleanly."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_step_end(self, trainer, step, loss, batch, output):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=30)
     parser.add_argument("--kill-at", type=int)
+    parser.add_argument("--term-at", type=int)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--checkpoint-every", type=int, default=10)
     args = parser.parse_args()
@@ -44,11 +56,16 @@ def main() -> None:
     config = polygraft.TrainerConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=3e-3,
                                      checkpoint_every=args.checkpoint_every, log_every=5, progress=False,
                                      warmup_steps=5, seed=11)
-    callbacks = [KillAt(args.kill_at)] if args.kill_at else []
+    callbacks = [KillAt(args.kill_at)] if args.kill_at else [TermAt(args.term_at)] if args.term_at else []
     trainer = polygraft.Trainer(config, output_dir=args.out, callbacks=callbacks,
                                 resume="last" if args.resume else None)
-    trainer.fit(task, train_data=data, val_data=data)
+    result = trainer.fit(task, train_data=data, val_data=data)
+    if result.interrupted:
+        from polygraft.training.signals import EXIT_CODES
+
+        return EXIT_CODES[result.interrupted]
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

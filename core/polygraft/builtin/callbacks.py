@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from polygraft.interfaces import StepOutput, TrainerView
 
 MODES = ("min", "max")
-LOWER_IS_BETTER = ("loss", "wer", "cer", "perplexity", "error", "rmse", "mae", "mse")
+LOWER_IS_BETTER = ("loss", "wer", "cer", "perplexity", "error", "eer", "rmse", "mae", "mse")
 
 
 def infer_mode(monitor: str) -> str:
@@ -118,7 +118,13 @@ class BestCheckpoint(Monitor, Callback):
 
     def on_checkpoint_saved(self, trainer: TrainerView, path: Path) -> None:
         if self.pending and trainer.run is not None:
-            shutil.copyfile(path, trainer.run.best_checkpoint)
+            if path.is_dir():  # a distributed checkpoint (fsdp): every rank saved it, the main one copies it
+                if trainer.dist.is_main:
+                    best = trainer.run.best_checkpoint.with_suffix(".dcp")
+                    shutil.rmtree(best, ignore_errors=True)
+                    shutil.copytree(path, best)
+            else:
+                shutil.copyfile(path, trainer.run.best_checkpoint)
             self.pending = False
 
     def state_dict(self) -> dict[str, Any]:

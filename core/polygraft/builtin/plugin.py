@@ -84,6 +84,11 @@ def polygraft_register_datasets(register: Register) -> None:
                     "the text alone: depends_on: text). Composes rotten-tomatoes.",
         modality="multimodal", metadata={"input_key": "review"},
     ))
+    register(DatasetSpec(
+        name="keyword-sentences", factory="polygraft.builtin.keywords:KeywordSentences", modality="text",
+        target="class", description="Generated sentences where one keyword decides the label (a known answer "
+                                    "for explanations); examples carry the keyword and its word index.",
+    ))
 
 
 @hookimpl
@@ -98,6 +103,13 @@ def polygraft_register_tasks(register: Register) -> None:
         consumes="sequence", target="tags", metric="f1",
         description="One BIO tag per word from sequence features (NER): entity-level precision/recall/F1 "
                     "(seqeval), entity spans with character offsets. Needs polygraft[ner].",
+    ))
+    register(TaskSpec(
+        name="question-answering", factory="polygraft.tasks.question_answering:QuestionAnsweringTask",
+        consumes="sequence", target="span", metric="f1", aliases=("qa",),
+        description="Extractive answer spans from sequence features (SQuAD v1.1/v2.0): long contexts in "
+                    "overlapping windows, spans mapped back to characters, official exact match and F1, "
+                    "a no-answer threshold for unanswerable questions.",
     ))
     register(TaskSpec(
         name="ctc", factory="polygraft.tasks.ctc:CTCTask", consumes="sequence", target="transcript", metric="wer",
@@ -121,6 +133,20 @@ def polygraft_register_tasks(register: Register) -> None:
         target="labels", metric="micro_f1",
         description="Any number of labels per example from pooled features: binary cross-entropy, a decision "
                     "threshold; micro/macro F1, mAP, exact match.",
+    ))
+    register(TaskSpec(
+        name="segmentation", factory="polygraft.tasks.segmentation:SegmentationTask",
+        consumes="maps", target="mask", metric="miou",
+        description="Semantic segmentation from multi-scale feature maps: FPN decoder or torchvision's DeepLabV3 "
+                    "head, ignore index, mIoU and pixel accuracy from a confusion matrix, mask overlay "
+                    "(predict --draw). Needs polygraft[segmentation].",
+    ))
+    register(TaskSpec(
+        name="metric-learning", factory="polygraft.tasks.metric_learning:MetricLearningTask",
+        consumes="pooled", target="identity", metric="eer",
+        description="Open-set verification and retrieval (faces, speakers): embeddings trained with ArcFace, "
+                    "CosFace or contrastive loss (pytorch-metric-learning), evaluated on unseen identities: ROC-AUC, "
+                    "EER, TAR@FAR, rank-1; threshold chosen on validation; predict RUN a b compares a pair.",
     ))
 
 
@@ -157,6 +183,12 @@ def polygraft_register_strategies(register: Register) -> None:
         description="Strategies and a learning-rate multiplier for single branches of a fusion model: "
                     "branches: {image: {strategy: linear-probe}, text: {strategy: lora, lr_multiplier: 0.5}}.",
     ))
+    register(StrategySpec(
+        name="distill", factory=f"{module}.distill:DistillStrategy", aliases=("distillation",),
+        description="Knowledge distillation from a trained teacher run (teacher=RUN_DIR): KL on temperature-softened "
+                    "outputs plus the labels, optional pooled-feature matching; the teacher's outputs are computed "
+                    "once and kept with the input cache.",
+    ))
 
 
 @hookimpl
@@ -169,4 +201,13 @@ def polygraft_register_callbacks(register: Register) -> None:
     register(CallbackSpec(
         name="best-checkpoint", factory=f"{module}:BestCheckpoint",
         description="Keep checkpoints/best.pt of the best validation (monitor, mode).",
+    ))
+    register(CallbackSpec(
+        name="tensorboard", factory="polygraft.builtin.trackers:TensorBoardTracker",
+        description="TensorBoard event files in RUN/tensorboard: metrics.jsonl, the recipe, results, plots (log_dir).",
+    ))
+    register(CallbackSpec(
+        name="mlflow", factory="polygraft.builtin.trackers:MLflowTracker",
+        description="An MLflow run (file store RUN/mlruns by default): metrics, recipe, results, plots "
+                    "(tracking_uri, experiment, run_name).",
     ))

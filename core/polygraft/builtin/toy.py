@@ -25,6 +25,7 @@ class VectorPreprocessor(Preprocessor):
     """``{"x": [f1, ...]}`` (one vector) or ``{"x": [[...], ...]}`` (a sequence) → float tensor."""
 
     input_key = "x"
+    deterministic = True  # a vector is converted, never augmented
 
     def __init__(self, in_features: int) -> None:
         self.in_features = in_features
@@ -89,10 +90,22 @@ class ToyBackbone(Backbone):
     def layer_groups(self) -> list[nn.Module]:
         return [self.stem, *self.blocks]
 
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: sequences of vectors vary in length; single vectors do not."""
+        if inputs["x"].dim() == 3:
+            return {"x": {1: "sequence"}, "mask": {1: "sequence"}}
+        return {}
+
 
 def create_toy_backbone(*, weights: str | None = None, in_features: int = 8, hidden: int = 16,
                         depth: int = 2) -> ToyBackbone:
     """Factory registered as backbone ``toy``; ``weights`` may be a safetensors file of a ToyBackbone."""
+    for name, value, low, high in (("in_features", in_features, 1, 100_000), ("hidden", hidden, 1, 65_536),
+                                   ("depth", depth, 0, 64)):
+        if not low <= value <= high:
+            from polygraft.errors import ConfigError
+
+            raise ConfigError(f"backbone 'toy': {name} must be between {low} and {high:,}, got {value:,}")
     backbone = ToyBackbone(in_features, hidden, depth)
     backbone.build_options = {"in_features": in_features, "hidden": hidden, "depth": depth}
     if weights is not None:
@@ -100,6 +113,8 @@ def create_toy_backbone(*, weights: str | None = None, in_features: int = 8, hid
 
         try:
             backbone.load_state_dict(load_file(weights), strict=True)
-        except (OSError, RuntimeError) as exc:
-            raise WeightsError(f"{weights}: cannot load toy backbone weights: {exc}") from exc
+        except Exception as exc:  # not a safetensors file (SafetensorError), or tensors of another model
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"{weights}: cannot load toy backbone weights ({type(exc).__name__}: {reason}); give "
+                               "a safetensors file of a toy backbone with the same options") from None
     return backbone

@@ -38,8 +38,11 @@ def _fit(module: Any, examples: Sequence[Mapping[str, Any]]) -> None:
 
 
 def classification_step(catalog: Catalog, backbone: str, options: Mapping[str, Any],
-                        examples: Sequence[Mapping[str, Any]], report: Report, *, component: str | None = None) -> None:
-    """The backbone inside core's ``classification`` task: train and eval steps, then save → load."""
+                        examples: Sequence[Mapping[str, Any]], report: Report, *, component: str | None = None,
+                        check_export: bool = True, export_queue: list[Any] | None = None) -> None:
+    """The backbone inside core's ``classification`` task: train and eval steps, save → load, then (with
+    ``check_export``) export to ONNX (:mod:`polygraft.conformance.exporting`), or queue that check on
+    ``export_queue`` for :func:`~polygraft.conformance.exporting.run_queued_exports`."""
     import torch
 
     from polygraft.api import create_task
@@ -56,6 +59,12 @@ def classification_step(catalog: Catalog, backbone: str, options: Mapping[str, A
     data = labelled([dict(example) for example in examples])
     _fit(task, data)
     check_training_module(task, data, report, label, catalog=catalog)
+    if check_export and export_queue is not None:
+        export_queue.append((task, data, label))
+    elif check_export:
+        from polygraft.conformance.exporting import check_exports_to_onnx
+
+        check_exports_to_onnx(task, data, report, label)
 
 
 def _pick_backbone(catalog: Catalog, spec: Any, pairs: Mapping[str, str] | None,

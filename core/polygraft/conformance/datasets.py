@@ -2,7 +2,9 @@
 backbone of the same modality reads its examples.
 
 Example keys by ``DatasetSpec.target``: ``class`` → ``label``; ``tags`` → ``tokens`` + ``tags``; ``boxes`` →
-``boxes`` + ``labels``; ``transcript`` → ``transcript``; ``none`` → only the input. The input key is the
+``boxes`` + ``labels``; ``transcript`` → ``transcript``; ``mask`` → ``mask``; ``identity`` → ``label`` (who it is);
+``span`` → ``context`` + ``question`` + ``answers`` (read by the backbone's ``for_question_answering`` variant);
+``none`` → only the input. Otherwise the input key is the
 modality's (``ModalitySpec.input_key``: ``text``, ``image``, ``audio``, ``x``...).
 
 Example:
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
     from polygraft.plugins import Catalog
 
 TARGET_KEYS: dict[str, tuple[str, ...]] = {"class": ("label",), "tags": ("tags",), "boxes": ("boxes", "labels"),
-                                           "transcript": ("transcript",), "none": ()}
-INPUT_KEYS_BY_TARGET = {"tags": "tokens"}
+                                           "transcript": ("transcript",), "mask": ("mask",),
+                                           "identity": ("label",), "span": ("question", "answers"), "none": ()}
+INPUT_KEYS_BY_TARGET = {"tags": "tokens", "span": "context"}
 SAMPLED = 3
 
 
@@ -43,7 +46,7 @@ def expected_keys(catalog: Catalog, spec: Any) -> tuple[str, tuple[str, ...]]:
 
 
 def _labels_in(example: Mapping[str, Any], target: str) -> list[str]:
-    if target == "class" and "label" in example:
+    if target in ("class", "identity") and "label" in example:
         return [str(example["label"])]
     if target == "tags":
         return [str(t) for t in example.get("tags", [])]
@@ -79,7 +82,7 @@ def _check_examples(catalog: Catalog, spec: Any, source: DataSource) -> list[dic
 
 def _check_label_names(spec: Any, source: DataSource, examples: Sequence[Mapping[str, Any]], steps: Steps) -> None:
     names = source.label_names
-    if spec.target not in ("class", "tags", "boxes"):
+    if spec.target not in ("class", "tags", "boxes", "identity"):
         return
     if names is None:
         steps.warn("label_names", "label_names is None: a task will train on the sorted labels of the training "
@@ -132,15 +135,19 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, torch.Tensor | str | int | float | bool | type(None)) else str(value)
 
 
-def _check_with_backbone(backbone: Backbone, examples: Sequence[Mapping[str, Any]]) -> None:
+def _check_with_backbone(backbone: Backbone, examples: Sequence[Mapping[str, Any]], target: str) -> None:
     import torch
 
     pre = backbone.preprocessor
+    if target == "span":  # question + context, one or more windows per example
+        pre = pre.for_question_answering(doc_stride=0, max_question_tokens=max(1, getattr(pre, "max_length", 64) // 4))
     batch = pre.collate([pre(example) for example in examples])
     backbone.eval()
     with torch.no_grad():
         features = backbone(batch)
-    require(features.pool().shape[0] == len(examples), "the backbone's features lost the batch dimension")
+    rows = features.pool().shape[0]
+    require(rows == len(examples) or (target == "span" and rows >= len(examples)),
+            "the backbone's features lost the batch dimension")
 
 
 def check_dataset_checks(catalog: Catalog, name: str, options: Mapping[str, Any] | None, report: Report, *,
@@ -182,7 +189,8 @@ def check_dataset_checks(catalog: Catalog, name: str, options: Mapping[str, Any]
 
         steps.run("picklable", picklable)
         if backbone is not None:
-            steps.run(f"backbone {backbone[0]!r} reads its examples", lambda: _check_with_backbone(backbone[1], examples))
+            steps.run(f"backbone {backbone[0]!r} reads its examples",
+                      lambda: _check_with_backbone(backbone[1], examples, getattr(spec, "target", "class")))
     except Abort:
         return None
     return source

@@ -146,7 +146,7 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                  examples: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                  pairs: Mapping[str, str] | None = None, skip: Mapping[str, str] | None = None,
                  with_plugins: Iterable[tuple[str, object]] = (), check_imports: bool = True,
-                 check_installed_names: bool = True, options_only: bool = False,
+                 check_installed_names: bool = True, options_only: bool = False, check_export: bool = True,
                  raise_on_failure: bool = True) -> Report:
     """Check every component ``plugin`` registers; raise :class:`~polygraft.conformance.report.CheckFailed`
     listing what to fix (or return the :class:`Report` with ``raise_on_failure=False``).
@@ -163,6 +163,9 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
         check_imports: probe in a fresh interpreter that the plugin module imports nothing heavy.
         check_installed_names: warn about names the plugin shares with installed plugins.
         options_only: check only components named in ``options`` (and their pairs), for a quick test.
+        check_export: export each backbone (its first set of options) inside the classification task to ONNX and
+            compare ONNX Runtime with PyTorch (see :mod:`polygraft.conformance.exporting`); it runs last, once every
+            other check passed.
     """
     from polygraft.plugins import build_catalog
 
@@ -180,6 +183,7 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
     owners = {distribution for _, _, distribution, _ in resolved}
     _check_keys(report, catalog, owners, options=options, examples=examples, pairs=pairs, skip=skip)
     checked_backbones: dict[str, tuple[Any, list[dict[str, Any]], dict[str, Any]]] = {}
+    exports: list[Any] = []  # export checks run last, once everything else passed
     sources: dict[str, Any] = {}
     for kind in KIND_ORDER:
         answering = {id(entry) for entry in catalog.registry(kind).entries()}
@@ -202,7 +206,8 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                     bool(s.input_key), f"ModalitySpec {s.name!r} needs input_key= (the raw example key its "
                                        "preprocessors read, e.g. 'x')"))
             elif kind == "backbone":
-                _check_backbone(catalog, report, name, options, examples, checked_backbones)
+                _check_backbone(catalog, report, name, options, examples, checked_backbones,
+                                exports if check_export else None)
             elif kind == "dataset":
                 for index, opts in enumerate(_option_sets(options, kind, name)):
                     partner = next(((n, b[0]) for n, b in checked_backbones.items()
@@ -221,6 +226,9 @@ def check_plugin(plugin: str | ModuleType | object, *, options: Mapping[str, Any
                       backbones=checked_backbones, sources=sources)
             else:
                 check_simple(catalog, kind, name, _option_sets(options, kind, name)[0], report)
+    from polygraft.conformance.exporting import run_queued_exports
+
+    run_queued_exports(exports, report)
     if raise_on_failure:
         report.raise_for_failures()
     return report
@@ -245,14 +253,15 @@ def _check_keys(report: Report, catalog: Catalog, owners: set[str], **tables: An
 
 
 def _check_backbone(catalog: Catalog, report: Report, name: str, options: Mapping[str, Any] | None,
-                    examples: Any, checked: dict[str, Any]) -> None:
+                    examples: Any, checked: dict[str, Any], exports: list[Any] | None = None) -> None:
     sets = _option_sets(options, "backbone", name)
     own_examples = lookup(examples, "backbone", name) if isinstance(examples, Mapping) else examples
-    for opts in sets:
+    for index, opts in enumerate(sets):
         label = f"backbone {name!r}" + (f" {opts}" if len(sets) > 1 else "")
         result = check_backbone_checks(catalog, name, opts, own_examples, report, component=label)
         if result is None:
             continue
         backbone, used = result
         checked.setdefault(name, (backbone, used, opts))
-        classification_step(catalog, name, opts, used, report, component=label)
+        classification_step(catalog, name, opts, used, report, component=label,  # one export per backbone
+                            check_export=exports is not None and index == 0, export_queue=exports)

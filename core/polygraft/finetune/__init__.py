@@ -1,7 +1,7 @@
 """Fine-tuning strategies: full, linear-probe, gradual-unfreeze, layer-wise LR decay, LoRA, EMA.
 
-This package imports no torch by itself (the builtin plugin reads :mod:`polygraft.finetune.specs`); each
-strategy's module is imported when the strategy is created.
+This package imports no torch by itself (the builtin plugin, :mod:`polygraft.builtin.plugin`, registers the
+strategies by factory path); each strategy's module is imported when the strategy is created.
 
 Example:
     >>> from polygraft.finetune import build_strategies

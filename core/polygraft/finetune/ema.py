@@ -36,6 +36,21 @@ def _tracked(module: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _like(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``source`` as ``target`` holds it: gathered whole from shards (``trainer.distributed: fsdp`` averages
+    sharded parameters; the saved model is whole), or cut into the target's shards (a checkpoint of one process
+    resumed on several)."""
+    sharded_source, sharded_target = hasattr(source, "device_mesh"), hasattr(target, "device_mesh")
+    if sharded_source and not sharded_target:
+        return source.full_tensor()  # type: ignore[attr-defined]  # a DTensor
+    if sharded_target and not sharded_source:
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(source.to(target.device), target.device_mesh,  # type: ignore[attr-defined]
+                                 target.placements)  # type: ignore[attr-defined]
+    return source
+
+
 class EMACallback(Callback):
     """Keeps the averaged weights; updates after each optimizer step, swaps them in around validation."""
 
@@ -98,7 +113,7 @@ class EMACallback(Callback):
                 "before strategies that restructure the module (build_strategies orders them so)"
             )
         for name, tensor in live.items():
-            tensor.copy_(self.averaged[name])
+            tensor.copy_(_like(self.averaged[name], tensor))
 
     # -- trainer hooks ---------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any) -> None:
@@ -143,7 +158,7 @@ class EMACallback(Callback):
             if set(saved) != set(self.averaged):
                 raise TrainingError("ema: the checkpoint's averaged weights do not match this module's parameters")
             for name, tensor in saved.items():
-                self.averaged[name].copy_(tensor)
+                self.averaged[name].copy_(_like(tensor, self.averaged[name]))
 
 
 class EMAStrategy(FinetuneStrategy):

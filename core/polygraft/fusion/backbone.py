@@ -59,6 +59,9 @@ class FusionBackbone(Backbone):
         self.modality_dropout = {name: float(modality_dropout.get(name, 0.0)) for name in self.branches}
         self.tokens = tokens
         self.feature_dim = layers.out_dim
+        # channels-last (trainer.channels_last: auto) where a branch is a CNN; it leaves the other branches' 2-D
+        # and 1-D weights as they are
+        self.convolutional = any(branch.convolutional for branch in branches.values())
         #: per-branch auxiliary heads: tasks that support them (classification, regression, multilabel) add
         #: ``auxiliary_loss_weight`` × each branch head's loss (AutoGluon MultiModal's ``loss_weight``)
         self.auxiliary_loss_weight = float(auxiliary_loss_weight)

@@ -38,7 +38,7 @@ from polygraft.errors import ConfigError, TrainingError
 from polygraft.inputs.cache.plan import InputCache, SplitInput
 from polygraft.inputs.datasets import Collate, PreparedDataset
 from polygraft.inputs.samplers import LengthGroupedSampler, ResumableSampler, ShardSampler
-from polygraft.inputs.workers import loader_options
+from polygraft.inputs.workers import check_workers, loader_options
 from polygraft.interfaces import DataPipeline, DataSource
 
 
@@ -87,6 +87,7 @@ class Loaders:
     """Builds the training and evaluation loaders of one fit; one input cache (and memory budget) for all splits."""
 
     def __init__(self, settings: LoaderSettings, ranks: Ranks = SingleProcess(), *, pin_memory: bool) -> None:
+        check_workers(settings.num_workers)  # before any worker is forked
         self.settings, self.ranks, self.pin_memory = settings, ranks, pin_memory
         self.cache = InputCache(settings.cache, memory_mb=settings.cache_memory_mb, rank=ranks.rank,
                                 world_size=ranks.world_size, local_world_size=ranks.local_world_size)
@@ -130,6 +131,11 @@ class Loaders:
     def lines(self) -> list[str]:
         """What each split kept, for the run log."""
         return self.cache.lines()
+
+    def cached_on_disk(self, split: str) -> str | None:
+        """The on-disk cache folder ``split`` is read from, if it is (error messages name it)."""
+        kept = next((s for s in self.cache.splits if s.split == split and s.kind == "disk"), None)
+        return str(kept.path) if kept is not None else None
 
     def _workers(self, split: SplitInput) -> int:
         """``num_workers``, or the number that pays for what this split still does per read."""

@@ -27,6 +27,26 @@ from typing import Any
 import torch
 
 MAX_WORKERS = 8
+"""The most workers ``num_workers: null`` ever chooses."""
+
+
+def worker_limit(cores: int) -> int:
+    """The most DataLoader workers a recipe may ask for: four per usable core (at least 8, at most 64). Each
+    worker is a process holding a copy of the dataset; past this they only compete for the same cores."""
+    return min(64, max(8, 4 * cores))
+
+
+def check_workers(requested: int | None, cores: int | None = None) -> None:
+    """Refuse a worker count this machine cannot use before any worker is started."""
+    if requested is None:
+        return
+    cores = usable_cores() if cores is None else cores
+    limit = worker_limit(cores)
+    if requested > limit:
+        from polygraft.errors import ConfigError
+
+        raise ConfigError(f"trainer.num_workers={requested:,} is more than this machine can use ({cores} usable "
+                          f"cores): use at most {limit}, or null to choose per split")
 
 
 def usable_cores() -> int:

@@ -2,7 +2,8 @@
 
 A plugin subclasses :class:`Backbone` (with a :class:`Preprocessor`), :class:`DataSource`, :class:`Task` (with a
 :class:`Head` and a :class:`DataPipeline`), :class:`PretrainingObjective`, :class:`FinetuneStrategy` or
-:class:`Callback`; the trainer hands callbacks and strategies a :class:`TrainerView`. Import these names from
+:class:`Callback`; the trainer hands callbacks and strategies a :class:`TrainerView`. A strategy that learns from
+another model's outputs (distillation) describes them as :class:`ExampleOutputs`. Import these names from
 ``polygraft.interfaces`` itself: the submodules are an implementation detail.
 
 Example:
@@ -11,6 +12,7 @@ Example:
     True
 """
 
+from polygraft.interfaces.attribution import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.callback import Callback, TrainerView
 from polygraft.interfaces.datasource import (
@@ -25,6 +27,7 @@ from polygraft.interfaces.datasource import (
 )
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.objective import PretrainingObjective
+from polygraft.interfaces.outputs import ExampleOutputs
 from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.strategy import FinetuneStrategy
@@ -33,10 +36,12 @@ from polygraft.interfaces.training_module import StepOutput, TrainingModule
 
 __all__ = [
     "SPLITS",
+    "AttributionHooks",
     "Backbone",
     "Callback",
     "DataPipeline",
     "DataSource",
+    "ExampleOutputs",
     "FinetuneStrategy",
     "Head",
     "InMemorySource",

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from polygraft.features import Features
+from polygraft.interfaces.attribution import AttributionHooks
 from polygraft.interfaces.preprocessor import Preprocessor
 
 
@@ -31,6 +32,10 @@ class Backbone(nn.Module):
     feature_dim: int = 0
     map_channels: tuple[int, ...] = ()
     map_strides: tuple[int, ...] = ()
+    #: mostly convolutions over image-like maps: ``trainer.channels_last: auto`` then uses the channels-last memory
+    #: format (faster convolutions on CPU and GPU; nothing to gain for transformers). A class attribute, or set in
+    #: ``__init__`` where it depends on the architecture (see :func:`polygraft.features.mostly_convolutional`).
+    convolutional: bool = False
     #: the registered backbone name and the options that rebuild this architecture (filled by create_backbone)
     spec_name: str = ""
     build_options: dict[str, Any]
@@ -50,6 +55,26 @@ class Backbone(nn.Module):
     def layer_groups(self) -> list[nn.Module]:
         """Groups of layers ordered input → output (used by freezing, gradual unfreezing, LLRD)."""
         raise NotImplementedError
+
+    def shard_units(self) -> list[nn.Module]:
+        """The blocks ``trainer.distributed: fsdp`` shards one by one (``fully_shard`` per block): by default
+        each layer group that is one of this backbone's own modules (a transformer layer, a timm stage), or the
+        single module of a one-module group; containers of several modules (a stem of a convolution and a norm)
+        stay with the rest of the model. A block must be a module whose ``forward`` the backbone calls: override
+        this when a layer group's weights are read without calling it. ``[]``: the whole model is one unit."""
+        try:
+            groups = self.layer_groups()
+        except NotImplementedError:
+            return []
+        own = {id(module) for module in self.modules()}
+        units: list[nn.Module] = []
+        for group in groups:
+            if isinstance(group, nn.ModuleList | nn.ModuleDict):
+                children = list(group.children())
+                group = children[0] if len(children) == 1 else group
+            if id(group) in own and group is not self and not isinstance(group, nn.ModuleList | nn.ModuleDict):
+                units.append(group)
+        return units
 
     def freeze(self, trainable_layers: int = 0) -> None:
         """Freeze everything except the last ``trainable_layers`` layer groups (0 = all frozen). Strategies call
@@ -73,6 +98,12 @@ class Backbone(nn.Module):
         checks that the rebuilt preprocessor describes itself as the saved one did.
         """
         return dict(self.build_options)
+
+    def attribution_hooks(self) -> AttributionHooks | None:
+        """What ``polygraft explain`` needs: the input tensor to attribute, its kind, and, where they exist, the
+        embedding layer (text Integrated Gradients) and the last feature map (Grad-CAM). ``None`` (the default)
+        still gets a model-agnostic occlusion explainer. See docs/hooks.md ("Explaining predictions")."""
+        return None
 
     def feature_problems(self, features: Features, batch_size: int) -> list[str]:
         """What is wrong with ``features`` for a batch of ``batch_size`` examples, against the declared
@@ -105,6 +136,16 @@ class Backbone(nn.Module):
                     problems.append(f"map {index} must be (batch={batch_size}, {channels}, H, W), got "
                                     f"{tuple(fmap.shape)}")
         return problems
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the axes of each input tensor that vary besides the batch (axis 0), named, for a sample of
+        collated ``inputs``: ``{"input_ids": {1: "sequence"}, "attention_mask": {1: "sequence"}}``. Tensors
+        that share a name share a size. Nested inputs (a fusion backbone's ``{"text": {...}, "image": {...}}``)
+        get a nested answer of the same shape, each branch asking its own backbone (prefix branch names to keep
+        two branches' axes apart). Tensors left out have a dynamic batch and fixed other sizes; the default
+        leaves every tensor out (fixed-size images, vectors). See docs/writing-plugins.md, "Export".
+        """
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {

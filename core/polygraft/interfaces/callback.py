@@ -16,6 +16,9 @@ When each hook fires, for a run with gradient accumulation over ``A`` micro-batc
 * ``on_validation_start`` / ``on_validation_batch_end(batch, output)`` / ``on_validation_end(metrics)``: around
   each evaluation (``trainer.stage`` is ``"val"`` or ``"test"``). ``metrics`` may be extended in place.
 * ``on_checkpoint_saved(path)``: right after a checkpoint was written (on the main process).
+* ``on_results_saved(results)``: the run directory holds its final files (``results.json``, the model, the
+  plots); ``results`` is what ``results.json`` holds (main process, runs with a run directory only). Experiment
+  trackers copy the final results and plots from here.
 
 Validation runs after a step when ``trainer.eval_every`` divides it, else at the end of each epoch, and once more at
 the end of training when the last step was not validated; a checkpoint follows every validation point unless
@@ -126,6 +129,7 @@ class Callback:
     def on_validation_end(self, trainer: TrainerView, metrics: dict[str, float]) -> None: ...
     def on_checkpoint_saved(self, trainer: TrainerView, path: Path) -> None: ...
     def on_fit_end(self, trainer: TrainerView) -> None: ...
+    def on_results_saved(self, trainer: TrainerView, results: dict[str, Any]) -> None: ...
 
     def checkpoint_key(self) -> str:
         """``state_key``, or the class's qualified name when the callback sets none."""

@@ -10,7 +10,9 @@ from polygraft.interfaces.training_module import TrainingModule
 
 class PretrainingObjective(TrainingModule):
     """Base class. The run's ``model/`` is a backbone checkpoint that ``finetune`` accepts as ``weights:``
-    (its own heads, such as a projection or a quantiser, are not kept)."""
+    (its own heads, such as a projection or a quantiser, are not kept). An objective that can predict from the
+    backbone alone (a language model with a tied output head) adds ``objective_options`` to :meth:`export`, and
+    ``polygraft predict`` rebuilds it around the saved backbone with them."""
 
     def export(self, directory: Path) -> dict[str, Any]:
         return {"kind": "backbone", "objective": self.spec_name}

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -87,6 +88,26 @@ class Preprocessor:
             "inputs without cropping"
         )
 
+    def for_question_answering(self, *, doc_stride: int, max_question_tokens: int, question_key: str = "question",
+                               context_key: str = "context") -> Preprocessor:
+        """The variant for extractive question answering (``question-answering``): it encodes each example's
+        question with its context, splitting a context too long for the model into overlapping windows
+        (``doc_stride`` tokens shared by consecutive windows; questions cut at ``max_question_tokens``, counted).
+
+        Its ``__call__`` returns ``{"windows": [...], "truncated": bool}``, each window the model inputs of one row
+        plus ``offsets`` (per token ``(start, end)`` characters in the context, ``(0, 0)`` off the context) and
+        ``context_mask`` (per token, True on context tokens). ``collate`` stacks the windows of all examples as
+        batch rows; ``collate_meta`` gives ``window_example`` (``(W,)``: the example of each row), ``offsets``
+        (``(W, T, 2)``), ``context_mask`` (``(W, T)`` bool) and ``truncated`` (``(B,)``, one per example). Position
+        0 of every row is where "no answer" is predicted (a special token such as ``[CLS]``). Text preprocessors
+        implement it; the default refuses."""
+        from polygraft.errors import IncompatibleComponentsError
+
+        raise IncompatibleComponentsError(
+            f"{type(self).__name__} has no for_question_answering(): question answering needs a backbone whose "
+            "preprocessor encodes a question with its context and maps tokens to characters (polygraft-text's bert)"
+        )
+
     def extent(self, example: Mapping[str, Any]) -> tuple[int, int]:
         """``(width, height)`` of a raw input before resizing (detection scales boxes by it): ``width``/``height``
         keys, a PIL-like ``.size``, or an array's last two dimensions."""
@@ -110,11 +131,21 @@ class Preprocessor:
     def read_fields(self, fields: Mapping[str, str]) -> dict[str, Any]:
         """A raw example from named command-line values (``polygraft predict RUN --field question=... --field
         context=...``): the input key's value is read by :meth:`read_input` (an image path is opened), the other
-        fields are passed as given. Preprocessors of several fields override it."""
+        fields are passed as given. Preprocessors of several fields override it.
+
+        Example:
+            >>> Preprocessor().read_fields({"x": "1", "note": "a"})
+            {'note': 'a', 'x': '1'}
+        """
         example: dict[str, Any] = {name: value for name, value in fields.items() if name != self.input_key}
         if self.input_key in fields:
             example.update(self.read_input(fields[self.input_key]))
         return example
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """Export: write the files a runtime needs besides :meth:`describe`'s settings (a tokenizer's files...)
+        into ``directory`` and return their names. Default: none (the settings are the whole preprocessing)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly settings (shown to people and saved in the run directory)."""

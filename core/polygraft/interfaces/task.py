@@ -16,7 +16,7 @@ from typing import Any
 
 from polygraft.errors import ConfigError, DataError
 from polygraft.interfaces.backbone import Backbone
-from polygraft.interfaces.datasource import DataSource, InMemorySource
+from polygraft.interfaces.datasource import DataSource, InMemorySource, SubsetSource
 from polygraft.interfaces.head import Head
 from polygraft.interfaces.training_module import TrainingModule
 
@@ -83,6 +83,38 @@ class Task(TrainingModule):
             return []
         known = set(self.label_names)
         return sorted({name for name in found if name not in known})
+
+    def label_origin(self, source: DataSource, label: str) -> str | None:
+        """Where ``source`` first carries ``label`` (its ``_origin``, "file:line"), when its examples are in memory
+        (also through subset views); ``None`` otherwise. Error messages name it."""
+        examples: Any = source
+        while isinstance(examples, SubsetSource) and not isinstance(examples, InMemorySource):
+            examples = examples.parent
+        if not isinstance(examples, InMemorySource):
+            return None
+        for example in examples.examples:
+            if self.label_key in example and label in _labels_of(example[self.label_key]):
+                origin = example.get("_origin")
+                return str(origin) if origin else None
+        return None
+
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the named tensors the exported graph returns for a batch's ``inputs`` (eval mode, no
+        targets), e.g. ``{"logits": (B, C)}``. Batch first; everything after it is derived from the inputs, so
+        the exporter traces this method. Tasks that export override it together with
+        :meth:`predictions_from_outputs`."""
+        from polygraft.errors import ExportError
+
+        raise ExportError(f"task {self.spec_name or type(self).__name__!r} declares no export outputs: implement "
+                          "Task.export_outputs (and predictions_from_outputs); see docs/writing-plugins.md, 'Export'")
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What :meth:`predict` returns, from :meth:`export_outputs`' tensors (PyTorch's or an ONNX runtime's,
+        as torch tensors) and the batch's ``meta``: so a served ONNX model answers as the PyTorch one does."""
+        from polygraft.errors import ExportError
+
+        raise ExportError(f"task {self.spec_name or type(self).__name__!r} cannot decode exported outputs: "
+                          "implement Task.predictions_from_outputs")
 
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN input --draw out.png``: render a prediction; tasks that can draw override it."""

@@ -35,6 +35,7 @@ from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
 from polygraft.interfaces.training_module import StepOutput
+from polygraft.options import check_fraction
 from polygraft.tasks.auxiliary import auxiliary_heads, auxiliary_loss
 from polygraft.tasks.losses import balanced_weights, check_loss, focal_loss, weights_from_mapping
 from polygraft.tasks.targets import MISSING, target_values
@@ -87,6 +88,8 @@ class ClassificationTask(Task):
                  label_smoothing: float = 0.0, label_key: str = "label",
                  augment: bool | dict[str, Any] = False, class_weights: str | dict[str, float] | None = None,
                  loss: str = "cross-entropy", focal_gamma: float = 2.0) -> None:
+        check_fraction(dropout, name="dropout", what="task 'classification'")
+        check_fraction(label_smoothing, name="label_smoothing", what="task 'classification'")
         if len(label_names) < 2:
             raise DataError(f"classification needs at least 2 labels, got {list(label_names)}; check the label "
                             "column of the training data")
@@ -175,9 +178,16 @@ class ClassificationTask(Task):
         self.metrics.reset()
         self.confusion.reset()
 
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, classes)}``: what an exported graph returns (softmax them for probabilities)."""
+        return {"logits": self.head(self.backbone(inputs))}
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
-        probabilities = torch.softmax(self.head(self.backbone(batch["inputs"])).float(), dim=-1)
+        return self.predictions_from_outputs(self.export_outputs(batch["inputs"]), batch)
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        probabilities = torch.softmax(torch.as_tensor(outputs["logits"]).float(), dim=-1)
         results = []
         for row in probabilities:
             best = int(row.argmax())

@@ -40,6 +40,7 @@ from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import Task
 from polygraft.interfaces.training_module import StepOutput
+from polygraft.options import check_fraction
 
 BLANK, UNKNOWN = "<blank>", "<unk>"
 DECODERS = ("greedy", "beam")
@@ -137,6 +138,7 @@ class CTCTask(Task):
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  transcript_key: str = "transcript", lowercase: bool = True, decoder: str = "greedy",
                  beam_size: int = 16) -> None:
+        check_fraction(dropout, name="dropout", what="task 'ctc'")
         if list(label_names[:2]) != [BLANK, UNKNOWN] or len(label_names) < 3:
             raise ConfigError(f"ctc label names must start with {BLANK!r}, {UNKNOWN!r} followed by the characters; "
                               f"got {list(label_names)[:5]}... (let the task build them from the training data)")
@@ -229,7 +231,17 @@ class CTCTask(Task):
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
         """Per example: ``{"transcript": text, "confidence": mean best-frame probability}``."""
-        log_probs, lengths = self.head(self.backbone(batch["inputs"]))
+        return self.predictions_from_outputs(self.export_outputs(batch["inputs"]), batch)
+
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"log_probs": (B, frames, vocabulary), "lengths": (B,) real frames}``; the vocabulary is the label names
+        (``<blank>`` first)."""
+        log_probs, lengths = self.head(self.backbone(inputs))
+        return {"log_probs": log_probs, "lengths": lengths}
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        log_probs = torch.as_tensor(outputs["log_probs"]).float()
+        lengths = torch.as_tensor(outputs["lengths"]).long()
         texts = self.decode(log_probs, lengths)
         best = log_probs.max(dim=-1).values.exp()
         mask = torch.arange(log_probs.shape[1], device=lengths.device)[None, :] < lengths[:, None]

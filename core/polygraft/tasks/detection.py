@@ -91,6 +91,23 @@ class FCOSDetectionHead(Head):
                              center_sampling_radius=center_sampling_radius, score_thresh=score_thresh,
                              nms_thresh=nms_thresh, detections_per_img=detections_per_image)
 
+    def dense_outputs(self, features: Features, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """What an exported graph returns before post-processing: one decoded box per anchor ``(B, anchors, 4)``
+        in input pixels, per-class scores ``(B, anchors, classes)`` (``sqrt(sigmoid(logit) * sigmoid(centerness))``,
+        FCOS's), and the anchors per pyramid level (see :mod:`polygraft.tasks.detection_decode`)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        if not features.maps:
+            raise IncompatibleComponentsError("the backbone produced no feature maps; build it with features='maps'")
+        maps = OrderedDict((str(k), features.maps[i]) for k, i in enumerate(self.level_indices))
+        pyramid = list(self.detector.backbone(maps).values())
+        head = self.detector.head(pyramid)
+        canvas = pyramid[0].new_empty((1, 0, height, width))
+        anchors = self.detector.anchor_generator(ImageList(canvas, [(height, width)]), pyramid)[0]
+        boxes = self.detector.box_coder.decode(head["bbox_regression"], anchors)
+        scores = torch.sqrt(torch.sigmoid(head["cls_logits"]) * torch.sigmoid(head["bbox_ctrness"]))
+        return boxes, scores, [int(x.size(2) * x.size(3)) for x in pyramid]
+
     def forward(self, features: Features, sizes: torch.Tensor,  # type: ignore[override]  # the head needs sizes
                 targets: list[dict[str, torch.Tensor]] | None = None,
                 *, decode: bool = False) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]] | None]:
@@ -116,6 +133,25 @@ class FCOSDetectionHead(Head):
             split_anchors = [list(a.split(per_level)) for a in anchors]
             detections = self.detector.postprocess_detections(split_outputs, split_anchors, image_sizes)
         return losses, detections
+
+
+    def dense(self, features: Features, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every location's class scores ``(B, N, classes)`` (FCOS's ``sqrt(sigmoid(cls) * sigmoid(centerness))``,
+        before thresholds and NMS) and decoded boxes ``(B, N, 4)`` in input pixels; differentiable (explanations
+        follow the location that predicted a box)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        maps = OrderedDict((str(k), features.maps[i]) for k, i in enumerate(self.level_indices))
+        pyramid = list(self.detector.backbone(maps).values())
+        outputs = self.detector.head(pyramid)
+        image_sizes = [(int(h), int(w)) for h, w in sizes.tolist()]
+        canvas = pyramid[0].new_empty((len(image_sizes), 0, max(h for h, _ in image_sizes),
+                                       max(w for _, w in image_sizes)))
+        anchors = self.detector.anchor_generator(ImageList(canvas, image_sizes), pyramid)
+        scores = torch.sqrt(torch.sigmoid(outputs["cls_logits"]) * torch.sigmoid(outputs["bbox_ctrness"]))
+        boxes = torch.stack([self.detector.box_coder.decode(codes, anchor)
+                             for codes, anchor in zip(outputs["bbox_regression"], anchors)])
+        return scores, boxes
 
 
 class DetectionPipeline(DataPipeline):
@@ -182,6 +218,7 @@ class DetectionTask(Task):
         head = FCOSDetectionHead(backbone.map_channels, backbone.map_strides, len(label_names), **head_options)
         super().__init__(backbone, head, label_names=label_names)
         self.flip_prob = flip_prob
+        self._levels: dict[tuple[int, int], list[int]] = {}
         from pycocotools.cocoeval import Params
         from torchmetrics.detection import MeanAveragePrecision
 
@@ -220,6 +257,44 @@ class DetectionTask(Task):
     def reset_metrics(self) -> None:
         self.metric.reset()
 
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"boxes": (B, anchors, 4), "scores": (B, anchors, classes)}`` before thresholds and NMS, for a batch of
+        one fixed input size (the dense preprocessing's); :meth:`predictions_from_outputs` (NumPy, see
+        :mod:`polygraft.tasks.detection_decode`) turns them into what :meth:`predict` returns."""
+        height, width = _input_size(inputs)
+        boxes, scores, levels = self.head.dense_outputs(self.backbone(inputs), height, width)
+        self._levels[(height, width)] = levels
+        return {"boxes": boxes, "scores": scores}
+
+    def decoding(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The post-processing settings of an exported graph for batches like ``inputs`` (written beside it):
+        anchors per pyramid level, input size, thresholds, candidates and detections per image."""
+        height, width = _input_size(inputs)
+        if (height, width) not in self._levels:
+            with torch.no_grad():  # once per input size: the pyramid's sizes
+                self.export_outputs({k: v[:1] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+        detector: Any = self.head.detector
+        return {"level_sizes": self._levels[(height, width)], "image_size": [height, width],
+                "score_thresh": float(detector.score_thresh), "nms_thresh": float(detector.nms_thresh),
+                "topk_candidates": int(detector.topk_candidates),
+                "detections_per_image": int(detector.detections_per_img)}
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from polygraft.tasks.detection_decode import decode_detections
+
+        found = decode_detections(torch.as_tensor(outputs["boxes"]).float().cpu().numpy(),
+                                  torch.as_tensor(outputs["scores"]).float().cpu().numpy(),
+                                  **self.decoding(batch["inputs"]))
+        results = []
+        for detection, scale in zip(found, batch["scales"]):
+            sx, sy = float(scale[0]), float(scale[1])
+            results.append({
+                "boxes": [[round(float(v) / s, 2) for v, s in zip(box, (sx, sy, sx, sy))] for box in detection["boxes"]],
+                "labels": [self.label_names[int(i)] for i in detection["labels"]],
+                "scores": [round(float(s), 4) for s in detection["scores"]],
+            })
+        return results
+
     def draw_predictions(self, example: Mapping[str, Any], prediction: Mapping[str, Any], path: str) -> str:
         """``polygraft predict RUN image.jpg --draw out.png``: the image with its detections drawn on."""
         image = example.get(self.backbone.preprocessor.input_key)
@@ -240,6 +315,12 @@ class DetectionTask(Task):
                 "scores": [round(float(s), 4) for s in detection["scores"]],
             })
         return results
+
+
+def _input_size(inputs: Mapping[str, Any]) -> tuple[int, int]:
+    """(height, width) of a batch's image tensor."""
+    tensor = next(v for v in inputs.values() if isinstance(v, torch.Tensor) and v.dim() == 4)
+    return int(tensor.shape[-2]), int(tensor.shape[-1])
 
 
 def draw_detections(image: Any, prediction: Mapping[str, Any], path: str, *, min_score: float = 0.3) -> str:

@@ -34,6 +34,7 @@ from polygraft.interfaces.pipeline import DataPipeline
 from polygraft.interfaces.preprocessor import Preprocessor
 from polygraft.interfaces.task import LabelEncoder, Task
 from polygraft.interfaces.training_module import StepOutput
+from polygraft.options import check_fraction
 
 IGNORE = -100
 
@@ -130,6 +131,7 @@ class TokenClassificationTask(Task):
 
     def __init__(self, backbone: Backbone, *, label_names: Sequence[str], dropout: float = 0.1,
                  label_all_subtokens: bool = False, words_key: str = "tokens", tags_key: str = "tags") -> None:
+        check_fraction(dropout, name="dropout", what="task 'token-classification'")
         try:
             import seqeval  # noqa: F401
         except ImportError as exc:  # pragma: no cover - make set-up installs the extra
@@ -228,8 +230,16 @@ class TokenClassificationTask(Task):
         ``start``/``end`` are character offsets into the raw text (``end`` exclusive) when the input was text;
         for pre-split words, ``words`` gives the first and last word index and ``text`` joins those words.
         """
+        return self.predictions_from_outputs(self.export_outputs(batch["inputs"]), batch)
+
+    def export_outputs(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, tokens, tags)}``; words and entities come from them with the batch's ``meta``."""
+        return {"logits": self.head(self.backbone(inputs))}
+
+    def predictions_from_outputs(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Word tags read at each word's first sub-token, then entity spans (see :meth:`predict`)."""
         meta = batch["meta"]
-        logits = self.head(self.backbone(batch["inputs"]))
+        logits = torch.as_tensor(outputs["logits"])
         word_ids = meta["word_ids"]
         offsets = meta.get("offsets")
         texts, split_words = meta.get("texts"), meta.get("words")

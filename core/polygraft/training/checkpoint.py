@@ -23,14 +23,18 @@ from polygraft.errors import TrainingError
 
 
 def atomic_save(state: dict[str, Any], path: Path) -> None:
-    """Write to a temp file in the same folder, fsync it, then rename over ``path``."""
+    """Write to a temp file in the same folder, fsync it, then rename over ``path`` (the temp file is removed if
+    anything fails, so ``path`` is either the old file or the new one, and nothing else is left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) never leaves its partial file behind
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -12,7 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields
+from typing import Any
 
 from polygraft.errors import ConfigError
 from polygraft.inputs.cache.modes import cache_mode
@@ -20,11 +23,25 @@ from polygraft.inputs.cache.modes import cache_mode
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed")
 SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+DISTRIBUTED = ("ddp", "fsdp")
+
+MAX_COUNT = 2**31 - 1
+"""The largest batch size, step or epoch count a recipe may ask for."""
+
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(value: str) -> None:
+    """``trainer.device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if not DEVICE.match(value):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
 
 REMOVED = {
     "early_stopping": "callbacks: [{name: early-stopping, monitor: val/loss, patience: 3}]",
     "monitor": "callbacks: [{name: best-checkpoint, monitor: val/accuracy}]",
     "monitor_mode": "callbacks: [{name: best-checkpoint, monitor: val/accuracy, mode: max}]",
+    "tensorboard": "callbacks: [tensorboard] (event files in the run directory; also: mlflow)",
 }
 """Trainer keys that moved elsewhere → what to write instead."""
 
@@ -46,7 +63,8 @@ OPTION_DOCS = {
     "precision": "`32`, `bf16-mixed` or `fp16-mixed` (autocast; a gradient scaler for fp16)",
     "device": "`auto`, `cpu`, `cuda`, `cuda:N` or `mps`",
     "compile": "run the model through `torch.compile`",
-    "channels_last": "channels-last memory format for the model and image batches",
+    "channels_last": "channels-last memory format for the model: `auto` (on for backbones that declare "
+                     "convolutional features, `Backbone.convolutional`), `true` or `false`",
     "num_workers": "DataLoader workers; null = chosen per split from the machine and what is still done per read",
     "cache": "keep prepared examples across epochs: `auto`, `memory`, `disk` or `false`",
     "cache_memory_mb": "memory for kept examples; null = a quarter of the available memory",
@@ -57,7 +75,8 @@ OPTION_DOCS = {
     "deterministic": "`torch.use_deterministic_algorithms(warn_only=True)` during the fit",
     "skip_nonfinite": "skip (and count) optimizer steps whose loss is NaN or infinite instead of stopping",
     "progress": "show a progress bar",
-    "tensorboard": "also write TensorBoard event files into the run directory",
+    "distributed": "under torchrun: `ddp` (a full copy per process) or `fsdp` (parameters, gradients and optimizer "
+                   "states sharded across processes, FSDP2; distributed checkpoints)",
     "drop_last": "drop each epoch's last, incomplete training batch",
     "group_by_length": "batch training examples of similar length together (text, audio): less padding",
 }
@@ -84,7 +103,7 @@ class TrainerConfig:
     precision: str = "32"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False
-    channels_last: bool = False
+    channels_last: bool | str = "auto"  # auto: on where the backbone is convolutional (Backbone.convolutional)
     num_workers: int | None = None  # DataLoader workers; null = chosen per split from the machine and the data
     cache: bool | str = "auto"  # keep prepared examples across epochs: auto | memory | disk | false (inputs/cache)
     cache_memory_mb: int | None = None  # memory for kept examples; null = a quarter of the available memory
@@ -95,9 +114,17 @@ class TrainerConfig:
     deterministic: bool = False
     skip_nonfinite: bool = False
     progress: bool = True
-    tensorboard: bool = False
+    distributed: str = "ddp"  # ddp | fsdp (under torchrun)
     drop_last: bool = False
     group_by_length: bool = False  # batch similar lengths together (text, audio): less padding
+
+    def uses_channels_last(self, backbone: Any) -> bool:
+        """Whether a run on ``backbone`` uses the channels-last memory format: the option when set, else
+        (``auto``) what the backbone declares (``Backbone.convolutional``: channels-last speeds convolutions up
+        on CPU and GPU, and does nothing for transformers)."""
+        if isinstance(self.channels_last, bool):
+            return self.channels_last
+        return bool(getattr(backbone, "convolutional", False))
 
     def __post_init__(self) -> None:
         from polygraft.options import Option, check_value
@@ -106,22 +133,31 @@ class TrainerConfig:
             annotation = eval(str(spec.type))
             option = Option(spec.name, annotation=annotation, annotation_text=str(spec.type))
             setattr(self, spec.name, check_value(option, getattr(self, spec.name), what="trainer"))
-        for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"trainer.{spec.name} must be a finite number, got {value}")
+        for name, allowed in (("precision", PRECISIONS), ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS),
+                              ("distributed", DISTRIBUTED)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"trainer.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.max_steps is None and self.max_epochs is None:
             raise ConfigError("set trainer.max_steps or trainer.max_epochs (both are None)")
         for name in ("batch_size", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"trainer.{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size"):
+            if not 1 <= getattr(self, name) <= MAX_COUNT:
+                raise ConfigError(f"trainer.{name} must be in [1, {MAX_COUNT:,}], got {getattr(self, name)}")
+        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "eval_batch_size", "warmup_steps"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"trainer.{name} must be ≥ 1 (or null), got {value}")
+            low = 0 if name == "warmup_steps" else 1
+            if value is not None and not low <= value <= MAX_COUNT:
+                raise ConfigError(f"trainer.{name} must be in [{low}, {MAX_COUNT:,}] (or null), got {value}")
+        check_device(self.device)
         workers = self.num_workers if self.num_workers is not None else 0
         if self.lr < 0 or self.weight_decay < 0 or workers < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("trainer.lr, weight_decay and num_workers must be ≥ 0 and warmup_ratio in [0, 1); got "
                               f"{self.lr}, {self.weight_decay}, {self.num_workers} and {self.warmup_ratio}")
         if self.cache_memory_mb is not None and self.cache_memory_mb < 0:
             raise ConfigError(f"trainer.cache_memory_mb must be ≥ 0 (or null), got {self.cache_memory_mb}")
+        if self.channels_last not in (True, False, "auto"):
+            raise ConfigError(f"trainer.channels_last must be auto, true or false, got {self.channels_last!r}")
         cache_mode(self.cache)  # one of auto | memory | disk | off, or true / false

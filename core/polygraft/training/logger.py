@@ -1,4 +1,5 @@
-"""What a person sees while training: a progress bar (tqdm) and metrics.jsonl (+ TensorBoard when asked).
+"""What a person sees while training: a progress bar (tqdm) and metrics.jsonl. Experiment trackers (TensorBoard,
+MLflow) are callbacks (``callbacks: [tensorboard]``): :mod:`polygraft.builtin.trackers`.
 
 Example:
     >>> from polygraft.training.logger import TrainingLogger
@@ -23,8 +24,8 @@ from polygraft.run import RunDirectory
 class TrainingLogger:
     """Writes rows to the run directory and the progress bar; only created enabled on the main rank."""
 
-    def __init__(self, run: RunDirectory | None, *, total_steps: int, show_progress: bool, initial_step: int = 0,
-                 tensorboard: bool = False) -> None:
+    def __init__(self, run: RunDirectory | None, *, total_steps: int, show_progress: bool,
+                 initial_step: int = 0) -> None:
         self.run = run
         self.history: list[dict[str, Any]] = []
         self.bar = None
@@ -33,14 +34,6 @@ class TrainingLogger:
 
             self.bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
                             file=sys.stderr, desc="train")
-        self.tensorboard = None
-        if tensorboard and run is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                print("tensorboard is not installed; pip install tensorboard (skipping)", file=sys.stderr)
-            else:
-                self.tensorboard = SummaryWriter(str(run.path / "tensorboard"))
 
     def advance(self) -> None:
         """One optimizer step done."""
@@ -59,11 +52,6 @@ class TrainingLogger:
                     short = key.split("/", 1)[1]
                     shown[short] = f"{value:.3g}" if isinstance(value, float) else value
             self.bar.set_postfix(shown, refresh=False)
-        if self.tensorboard is not None:
-            step = int(row.get("step", 0))
-            for key, value in row.items():
-                if key != "step" and isinstance(value, int | float):
-                    self.tensorboard.add_scalar(key, value, step)
 
     def message(self, text: str) -> None:
         if self.bar is not None:
@@ -74,8 +62,6 @@ class TrainingLogger:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
 
 
 class LossWindow:

@@ -31,6 +31,11 @@ def pick_device(name: str = "auto", *, local_rank: int = 0) -> torch.device:
             raise ConfigError("trainer.device=cuda but no CUDA device is visible; use device=auto or cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        elif device.index >= torch.cuda.device_count():
+            raise ConfigError(f"trainer.device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise ConfigError("trainer.device=mps but MPS (Apple silicon) is not available here; use device=auto or cpu")
     return device
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
-EXIT_CODES = {s.name: 128 + int(s) for s in STOP_SIGNALS}
+EXIT_CODES = {s.name: 128 + int(s) for s in (*STOP_SIGNALS, signal.SIGINT)}
 """Exit status of a run stopped by each signal (``polygraft finetune`` / ``pretrain``)."""
 
 

@@ -1,7 +1,7 @@
 """The shared Trainer: one readable loop for fine-tuning tasks and pretraining objectives in every modality.
 
 It wires pieces that live in their own modules: devices and precision (precision.py), torch.distributed
-(distributed.py), optimizer and learning-rate schedule (optim.py), the plan of steps and when to validate and
+(distributed.py; FSDP2 in fsdp.py, its checkpoints in dcp.py), optimizer and learning-rate schedule (optim.py), the plan of steps and when to validate and
 checkpoint (schedule.py), checkpoints and resume (checkpoint.py, resume.py), logging (logger.py), the data loaders
 and input cache (``polygraft.inputs``), callbacks (``polygraft.interfaces.Callback``) and the run directory
 (``polygraft.run``). It knows no modality: what a batch holds is the training module's business.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,20 +34,26 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from polygraft.errors import IncompatibleComponentsError, TrainingError
-from polygraft.features import Batch, Features, batch_size_of, move_to_device
+from polygraft.features import Batch, batch_size_of, move_to_device
+from polygraft.inputs.cache.modes import cache_mode
+from polygraft.inputs.cache.outputs import KeptOutputs, OutputsRun, keep_all
 from polygraft.inputs.datasets import raise_worker_errors
 from polygraft.inputs.loaders import Loaders, LoaderSettings, check_sizes, position_loader
 from polygraft.interfaces import Callback, DataSource, StepOutput, TrainingModule
 from polygraft.run import RunDirectory
-from polygraft.training import checkpoint as ckpt
+from polygraft.training.checks import check_first_features, nonfinite_line, out_of_memory_named
 from polygraft.training.config import TrainerConfig
+from polygraft.training.dcp import checkpoint_folder
 from polygraft.training.distributed import DistributedContext
+from polygraft.training.evaluation import evaluate_loader
+from polygraft.training.fsdp import ShardedModule
 from polygraft.training.logger import LossWindow, TrainingLogger
 from polygraft.training.optim import build_optimizer, build_scheduler, default_param_groups
+from polygraft.training.outputs import write_checkpoint, write_model, write_results
 from polygraft.training.precision import Precision, pick_device
-from polygraft.training.resume import checkpoint_state, restore
+from polygraft.training.resume import restore
 from polygraft.training.schedule import Schedule, StepPlan, chunk_sizes
+from polygraft.training.signals import Received, stop_on_signals
 from polygraft.training.usage import Usage
 
 if TYPE_CHECKING:
@@ -75,20 +80,22 @@ class FitResult:
     stop_reason: str = "finished"
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, Any] = field(default_factory=dict)
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGUSR1): resume it with resume=last
 
 
 class Trainer:
-    """Trains any TrainingModule (a Task or a PretrainingObjective) on CPU, MPS, CUDA, or DDP under torchrun."""
+    """Trains any TrainingModule (a Task or a PretrainingObjective) on CPU, MPS, CUDA, or DDP / FSDP under torchrun."""
 
     def __init__(self, config: TrainerConfig | Mapping[str, Any] | None = None, *,
                  output_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
                  strategies: Sequence[FinetuneStrategy] = (), resume: str | Path | None = None,
-                 run_config: Mapping[str, Any] | None = None) -> None:
+                 run_config: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
         self.config = config if isinstance(config, TrainerConfig) else TrainerConfig(**dict(config or {}))
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.user_callbacks = list(callbacks)
         self.strategies = list(strategies)
         self.resume = resume
+        self.overwrite = overwrite  # a fresh run may replace an earlier run in output_dir
         self.run_config = dict(run_config) if run_config is not None else {"trainer": asdict(self.config)}
         self.dist = DistributedContext.from_environment()
         self.device = pick_device(self.config.device, local_rank=self.dist.local_rank)
@@ -98,6 +105,7 @@ class Trainer:
         self.run: RunDirectory | None = None
         self.module: TrainingModule | None = None
         self.model: torch.nn.Module | None = None  # what forward is called on (DDP/compiled wrapper)
+        self.sharded: ShardedModule | None = None  # the FSDP copy that trains (trainer.distributed: fsdp)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.callbacks: list[Callback] = []
@@ -105,6 +113,7 @@ class Trainer:
         self.max_steps = 0
         self.results: dict[str, Any] = {}  # what callbacks add to results.json
         self.loaders: Loaders | None = None  # DataLoaders and the input cache of the current fit
+        self.kept = KeptOutputs()  # per-example outputs strategies asked for (a distillation teacher's)
         self.usage = Usage(self.device)  # time, parameters and memory of the fit
         self.schedule = Schedule(self.config.eval_every, self.config.checkpoint_every)
         self._stop_reason: str | None = None
@@ -112,6 +121,8 @@ class Trainer:
         self._metrics: dict[str, float] = {}  # the latest validation metrics
         self._validated_at = -1  # global step of the latest validation
         self._window = LossWindow(self.device)
+        self._signal = Received()  # a stop signal (SIGTERM...) received during the fit
+        self._checkpointed_at = -1  # global step of the newest checkpoint on disk
 
     # ----------------------------------------------------------------- public API
     def fit(self, module: TrainingModule, *, train_data: DataSource, val_data: DataSource | None = None,
@@ -120,32 +131,13 @@ class Trainer:
         write the results into the run directory."""
         self.usage.fit_called()
         self.dist.setup(self.device)
+        self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
         try:
-            train_loader, val_loader = self._setup(module, train_data, val_data)
-            if self.run is not None:
-                self.run.write_data_report({split: data.describe() for split, data in
-                                            (("train", train_data), ("val", val_data), ("test", test_data))
-                                            if data is not None})
-            for callback in self.callbacks:
-                callback.on_fit_start(self)
-            self.usage.start(module)
-            metrics = self._train(train_loader, val_loader)
-            self.usage.stop()
-            self.add_results(self.usage.report(samples=self.state.samples_seen))
-            for strategy in self.strategies:
-                strategy.finalize(module)
-            for callback in self.callbacks:
-                callback.on_fit_end(self)
-            self._save_model()  # before test evaluation, so a failing test split never loses the training
-            if test_data is not None:
-                metrics = {**metrics, **self._validate(self._eval_loader(module, test_data), prefix="test")}
-            skipped = {split: data.skip_report() for split, data in
-                       (("train", train_data), ("val", val_data), ("test", test_data)) if data is not None}
-            self._finish(metrics, skipped)
-            return FitResult(metrics=metrics, run_dir=self.run.path if self.run else None,
-                             stop_reason=self._stop_reason or "finished", history=self.logger.history,
-                             skipped=skipped)
+            with self.run.locked() if self.run else contextlib.nullcontext(), stop_on_signals() as self._signal:
+                if self.run is not None:  # before anything is written: one run per folder
+                    self.run.begin(resume=self.resume is not None, overwrite=self.overwrite)
+                return self._fit(module, train_data, val_data, test_data)
         finally:
             torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
             if self.logger is not None:
@@ -153,6 +145,49 @@ class Trainer:
             self.model = None  # release DDP's reducer while the process group still exists
             gc.collect()
             self.dist.teardown()
+
+    def _fit(self, module: TrainingModule, train_data: DataSource, val_data: DataSource | None,
+             test_data: DataSource | None) -> FitResult:
+        train_loader, val_loader = self._setup(module, train_data, val_data)
+        splits = {split: data for split, data in (("train", train_data), ("val", val_data), ("test", test_data))
+                  if data is not None}
+        if self.run is not None:
+            self.run.write_data_report({split: data.describe() for split, data in splits.items()})
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        self.usage.start(self.module)  # the sharded copy under fsdp
+        metrics = self._train(train_loader, val_loader)
+        if self._signal:  # stopped by the scheduler: the checkpoint is written, the run is not finished
+            return self._interrupted(splits)
+        if self.sharded is not None:  # every rank: the trained weights back into the module that was passed
+            self.module = self.model = self.sharded.gather()
+        self.usage.stop()
+        self.add_results(self.usage.report(samples=self.state.samples_seen))
+        self.message(self.usage.shares())
+        for strategy in self.strategies:
+            strategy.finalize(module)
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
+        if self.run is not None and self.run.enabled:
+            write_model(self)  # before test evaluation, so a failing test split never loses the training
+        if test_data is not None:
+            metrics = {**metrics, **self._validate(self._eval_loader(module, test_data), prefix="test")}
+        skipped = {split: data.skip_report() for split, data in splits.items()}
+        self._finish(metrics, skipped)
+        return FitResult(metrics=metrics, run_dir=self.run.path if self.run else None,
+                         stop_reason=self._stop_reason or "finished", history=self.logger.history, skipped=skipped)
+
+    def _interrupted(self, splits: Mapping[str, DataSource]) -> FitResult:
+        name, step = self._signal.name, self.state.global_step
+        where = "no run directory, so nothing"
+        if self.run is not None:
+            last = self.run.last_checkpoint
+            where = str(checkpoint_folder(last) if self.config.distributed == "fsdp" else last)
+        self.message(f"stopped by {name} at step {step}: {where} holds the training so far; run the same command "
+                     "with resume=last to go on")
+        return FitResult(metrics=dict(self._metrics), run_dir=self.run.path if self.run else None,
+                         stop_reason=f"stopped by {name} at step {step}", history=self.logger.history,
+                         skipped={split: data.skip_report() for split, data in splits.items()}, interrupted=name)
 
     def evaluate(self, module: TrainingModule, data: DataSource, *, prefix: str = "val") -> dict[str, float]:
         """Loss and metrics of ``module`` on ``data`` (no training)."""
@@ -169,9 +204,10 @@ class Trainer:
         self._stop_reason = reason
 
     def on_trainable_changed(self) -> None:
-        """Call after changing ``requires_grad`` during training (gradual unfreezing): re-wraps DDP."""
+        """Call after changing ``requires_grad`` during training (gradual unfreezing): re-wraps DDP (FSDP reads
+        the flags at every all-gather)."""
         self.usage.trainable_changed()
-        if self.dist.enabled:
+        if self.dist.enabled and self.sharded is None:
             self._wrap_model()
 
     def add_results(self, values: Mapping[str, Any]) -> None:
@@ -199,54 +235,46 @@ class Trainer:
         for strategy in self.strategies:
             strategy.setup(module)
         module.to(self.device)
-        if cfg.channels_last:
+        if cfg.uses_channels_last(module.backbone):
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         groups = next((g for s in self.strategies
                        if (g := s.param_groups(module, lr=cfg.lr, weight_decay=cfg.weight_decay)) is not None), None)
-        self.optimizer = build_optimizer(groups or default_param_groups(module, weight_decay=cfg.weight_decay),
-                                         cfg, self.device)
+        groups = groups or default_param_groups(module, weight_decay=cfg.weight_decay)
+        if cfg.distributed == "fsdp" and self.dist.enabled:  # from here on the sharded copy trains
+            self.sharded = ShardedModule(module, device=self.device, world_size=self.dist.world_size,
+                                         dtype=self.precision.dtype)
+            self.module, groups = self.sharded.module, self.sharded.map_groups(groups)
+        self.optimizer = build_optimizer(groups, cfg, self.device)
         plan = StepPlan.of(cfg, train_size=len(train_data), world_size=self.dist.world_size)
         self.max_steps = plan.max_steps
         self.loaders = self._loaders()  # a fresh input cache per fit
         train_loader, val_loader = self.loaders.for_fit(
             train_data, val_data, train=module.data_pipeline(training=True),
             evaluation=module.data_pipeline(training=False), epochs=plan.epochs, validations=plan.validations)
+        self.kept = keep_all(self.strategies, module, train_data, OutputsRun(
+            batch_size=cfg.eval_batch_size or cfg.batch_size, device=self.device, cache_mode=cache_mode(cfg.cache),
+            autocast=self.precision.autocast, progress=cfg.progress and self.dist.is_main))
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self._wrap_model()
-        self.run = RunDirectory(self.output_dir, enabled=self.dist.is_main) if self.output_dir else None
         self.callbacks = [*self.user_callbacks, *(c for s in self.strategies for c in s.callbacks()),
                           *module.callbacks()]
+        resumed: list[str] = []
         if self.resume is not None:
-            restore(self, self.resume)
+            resumed = restore(self, self.resume)
+            self._checkpointed_at = self.state.global_step  # already on disk: a finished run is not saved again
         elif self.run is not None:
             self.run.write_config(self.run_config)
-            self.run.clear_metrics()
         self.logger = TrainingLogger(self.run, total_steps=self.max_steps,
                                      show_progress=cfg.progress and self.dist.is_main,
-                                     initial_step=self.state.global_step, tensorboard=cfg.tensorboard)
-        for line in self.loaders.lines():
+                                     initial_step=self.state.global_step)
+        for line in [*self.loaders.lines(), *self.kept.notes, *(self.sharded.lines if self.sharded else []),
+                     *resumed]:
             self.message(line)
-        self._check_first_features(module.backbone)
+        if cfg.channels_last == "auto" and cfg.uses_channels_last(module.backbone):
+            self.message("channels-last memory format: on (trainer.channels_last: auto, the backbone is "
+                         "convolutional; false turns it off)")
+        check_first_features(self.module.backbone)
         return train_loader, val_loader
-
-    def _check_first_features(self, backbone: Any) -> None:
-        """Check the features of the first forward against what the backbone declares, naming it (a wrong shape
-        otherwise ends in a torch traceback inside the head, or trains silently)."""
-        handle: Any = None
-
-        def check(_module: Any, args: tuple[Any, ...], features: Any) -> None:
-            handle.remove()
-            if not isinstance(features, Features):
-                raise IncompatibleComponentsError(
-                    f"backbone {backbone.spec_name or type(backbone).__name__!r} returned {type(features).__name__}, "
-                    "not polygraft.features.Features")
-            problems = backbone.feature_problems(features, batch_size_of(args[0]))
-            if problems:
-                raise IncompatibleComponentsError(
-                    f"backbone {backbone.spec_name or type(backbone).__name__!r}: {problems[0]} (found on the first "
-                    "batch; polygraft.testing.check_backbone checks every rule a backbone must follow)")
-
-        handle = backbone.register_forward_hook(check)
 
     def _loaders(self) -> Loaders:
         return Loaders(LoaderSettings.of(self.config), self.dist, pin_memory=self.device.type == "cuda")
@@ -274,13 +302,13 @@ class Trainer:
                     break
             else:  # the epoch ran out
                 self._end_epoch(val_loader)
-        if val_loader is not None and state.global_step != self._validated_at:
+        if val_loader is not None and state.global_step != self._validated_at and not self._signal:
             self._metrics = self._validate_and_log(val_loader)
         self._save_checkpoint()
         return self._metrics
 
     def _done(self) -> bool:
-        return self.state.global_step >= self.max_steps or self._stop_reason is not None
+        return self.state.global_step >= self.max_steps or self._stop_reason is not None or bool(self._signal)
 
     def _train_step(self, micro_batches: Iterator[Batch], size: int) -> tuple[Batch, StepOutput] | None:
         """One optimizer step over the next ``size`` micro-batches (gradients accumulate across them; DDP syncs on
@@ -304,10 +332,16 @@ class Trainer:
     def _micro_step(self, batch: Batch, *, last: bool, scale: int) -> StepOutput | None:
         """Forward and backward of one micro-batch, its loss divided by the step's number of micro-batches."""
         batch = self._to_device(batch)
-        sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
-        with sync:
+        if self.kept:
+            batch = self.kept.attach(batch, self.device)
+        if self.sharded is not None:
+            self.sharded.sync_gradients(last)
+        sync = contextlib.nullcontext() if last or not self.dist.enabled or self.sharded else self.model.no_sync()
+        with sync, out_of_memory_named(self.state.global_step + 1, batch_size_of(batch)):
             with self.precision.autocast():
                 output = self.model(batch)
+                for strategy in self.strategies:  # distillation adds its terms to the module's loss
+                    output = strategy.training_loss(self.module, batch, output)
             if not torch.isfinite(output.loss):
                 self._nonfinite(output.loss)
                 return None
@@ -359,55 +393,22 @@ class Trainer:
             self._save_checkpoint()
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
-        state, loss = self.state, loss.detach()
-        where = f"step {state.global_step + 1} (epoch {state.epoch}, batch {state.batches_in_epoch})"
-        if not self.config.skip_nonfinite:
-            raise TrainingError(
-                f"loss is {float(loss)} at {where}. Lower trainer.lr, check the data of that batch, try "
-                "precision=32, or set trainer.skip_nonfinite=true to skip such batches (they are counted)."
-            )
-        state.skipped_nonfinite += 1
+        line = nonfinite_line(self, loss)  # raises unless trainer.skip_nonfinite
+        self.state.skipped_nonfinite += 1
         self.optimizer.zero_grad(set_to_none=True)
         self._window.drop_step()
-        self.message(f"skipped a batch with loss {float(loss)} at {where} ({state.skipped_nonfinite} skipped so far)")
+        self.message(line)
 
     # ----------------------------------------------------------------- evaluation
     def _validate_and_log(self, loader: Any) -> dict[str, float]:
-        metrics = self._validate(loader, prefix="val")
+        with self.usage.timed("validation"):
+            metrics = self._validate(loader, prefix="val")
         self.logger.log({"step": self.state.global_step, "epoch": self.state.epoch, **metrics})
         self._validated_at = self.state.global_step
         return metrics
 
-    @torch.no_grad()
     def _validate(self, loader: Any, *, prefix: str) -> dict[str, float]:
-        module = self.module
-        self.stage = prefix
-        for callback in self.callbacks:
-            callback.on_validation_start(self)
-        was_training = module.training
-        module.eval()
-        module.reset_metrics()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss × n, examples
-        position_loader(loader, epoch=0, skip_batches=0, seed=self.config.seed)
-        for batch in raise_worker_errors(loader):
-            batch = self._to_device(batch)
-            with self.precision.autocast():
-                output = module(batch)
-            n = batch_size_of(batch)
-            sums[0] += output.loss.detach().double() * n
-            sums[1] += n
-            module.update_metrics(batch, output)
-            for callback in self.callbacks:
-                callback.on_validation_batch_end(self, batch, output)
-        if self.dist.enabled:
-            torch.distributed.all_reduce(sums)
-        metrics = {f"{prefix}/loss": float(sums[0] / sums[1].clamp_min(1))}
-        metrics.update({f"{prefix}/{name}": value for name, value in module.compute_metrics().items()})
-        for callback in self.callbacks:
-            callback.on_validation_end(self, metrics)
-        module.train(was_training)
-        self.stage = "train"
-        return metrics
+        return evaluate_loader(self, loader, prefix=prefix)
 
     # ----------------------------------------------------------------- pieces
     def _to_device(self, batch: Batch) -> Batch:
@@ -418,7 +419,7 @@ class Trainer:
 
     def _wrap_model(self) -> None:
         model: torch.nn.Module = self.module
-        if self.dist.enabled:
+        if self.dist.enabled and self.sharded is None:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         if self.config.compile:
@@ -426,30 +427,17 @@ class Trainer:
         self.model = model
 
     def _save_checkpoint(self) -> None:
-        if self.run is None or not self.run.enabled:
+        every_rank = self.config.distributed == "fsdp"  # each writes its shards
+        if self.run is None or not (self.run.enabled or every_rank) or self._checkpointed_at == self.state.global_step:
             return
-        path = self.run.last_checkpoint
-        ckpt.atomic_save(checkpoint_state(self), path)
-        for callback in self.callbacks:
+        with self.usage.timed("checkpoint"):
+            path = write_checkpoint(self)
+        self._checkpointed_at = self.state.global_step
+        for callback in self.callbacks if self.run.enabled else ():
             callback.on_checkpoint_saved(self, path)
 
-    def _save_model(self) -> None:
-        if self.run is not None and self.run.enabled:
-            from polygraft.model_io import save_model
-
-            save_model(self.module, self.run.model_dir)
-
     def _finish(self, metrics: dict[str, float], skipped: dict[str, Any]) -> None:
-        if self.run is None or not self.run.enabled:
-            return
-        from polygraft.plots import plot_curves
-
-        results: dict[str, Any] = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-        results.update({"train/steps": self.state.global_step, "train/skipped_nonfinite": self.state.skipped_nonfinite,
-                        **self.results, "skipped": skipped})
-        self.run.write_results(results)
-        plot_curves(self.run.read_metrics(), self.run.plot("curves"))
-        if metrics:
-            self.module.save_artifacts(self.run)
+        if self.run is not None and self.run.enabled:
+            write_results(self, metrics, skipped)
         if self._stop_reason:
             self.message(self._stop_reason)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from polygraft.errors import DataError
+from polygraft.paths import file_problem
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd",
                     ".w64", ".caf", ".rf64")
@@ -41,12 +42,22 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
+def _check_file(path: Path) -> None:
+    """Refuse what is not a regular file before soundfile opens it (a FIFO would block forever)."""
+    problem = file_problem(path)
+    if problem == "does not exist":
+        raise DataError("audio file does not exist", path=path)
+    if problem == "is a folder, not a file":
+        raise DataError("is a folder, not an audio file", path=path)
+    if problem is not None:
+        raise DataError(problem, path=path)
+
+
 def _open_error(path: Path, exc: Exception) -> DataError:
     """The DataError for a file soundfile cannot open, saying which of the usual causes it is."""
-    if not path.exists():
-        return DataError("audio file does not exist", path=path)
-    if path.is_dir():
-        return DataError("is a folder, not an audio file", path=path)
+    problem = file_problem(path)
+    if problem is not None:
+        return DataError("audio file does not exist" if problem == "does not exist" else problem, path=path)
     try:
         size = path.stat().st_size
     except OSError:
@@ -69,6 +80,7 @@ def probe_audio(path: str | Path) -> AudioInfo:
     import soundfile
 
     path = Path(path)
+    _check_file(path)
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
@@ -88,17 +100,27 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
 def _read(path: Path, *, frames: int) -> tuple[np.ndarray, int]:
     import soundfile
 
+    _check_file(path)
     try:
         samples, rate = soundfile.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
         raise _open_error(path, exc) from exc
-    except (ValueError, MemoryError) as exc:  # damaged headers claiming absurd sizes
+    except MemoryError:  # a genuine but very long file decoded whole: say so, it is not corrupt
+        info = probe_audio(path)
+        raise DataError(f"clip lasts {_hours(info.duration)} ({info.frames:,} frames): too long to decode at once; "
+                        "set the dataset's max_duration (or the model's max_seconds) to read only its start",
+                        path=path) from None
+    except ValueError as exc:  # damaged headers claiming absurd sizes
         raise DataError(f"audio data is corrupt: {exc}", path=path) from exc
     if samples.shape[0] == 0:
         raise DataError("audio file holds no samples (zero length)", path=path)
     if not np.isfinite(samples).all():
         raise DataError("audio holds NaN or infinite samples", path=path)
     return samples, int(rate)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
 
 
 def load_mono(path: str | Path, *, max_frames: int | None = None) -> tuple[np.ndarray, int]:

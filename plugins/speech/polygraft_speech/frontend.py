@@ -68,6 +68,11 @@ class AudioFrontEnd(Preprocessor):
             wave = wave[: self.max_samples]
         return wave, truncated
 
+    def waveform(self, example: Mapping[str, Any]) -> torch.Tensor:
+        """The example's mono waveform at ``sample_rate``, cut at the model's limit (what the features are made
+        from; exporters feed it to other libraries' feature extractors)."""
+        return self.cut_waveform(example)[0]
+
     def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``truncated``: (B,) bool, clips longer than the model's limit that were cut."""
         return {"truncated": torch.tensor([bool(item["truncated"]) for item in items])}
@@ -88,8 +93,9 @@ class AudioFrontEnd(Preprocessor):
         return int(inputs["frames"])
 
     def read_input(self, value: str) -> dict[str, Any]:
-        """The audio file at ``value`` decoded to mono (DataError naming it when it is not audio)."""
-        return self._reader().read_input(value)
+        """The audio file at ``value`` decoded to mono, read only up to the model's limit (DataError naming it when
+        it is not audio): a 10-hour recording costs what 30 s cost."""
+        return self._reader().read_input(value, max_seconds=self.max_samples / self.sample_rate)
 
     @staticmethod
     def augment_settings(*, freq_masks: int, freq_width: int, time_masks: int, time_width: int,

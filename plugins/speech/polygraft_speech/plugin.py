@@ -38,7 +38,7 @@ def polygraft_register_backbones(register: Register) -> None:
 
 @hookimpl
 def polygraft_register_datasets(register: Register) -> None:
-    """Datasets: audio-folder, audio-manifest, spoken-digits, spoken-digit-strings."""
+    """Datasets: audio-folder, audio-manifest, spoken-digits, spoken-speakers, spoken-digit-strings."""
     for name, factory, target, description in (
         ("audio-folder", "files:create_audio_folder", "class",
          "One sub-folder per class (path=...; path/<split>/<class>/ when split folders exist)."),
@@ -47,6 +47,9 @@ def polygraft_register_datasets(register: Register) -> None:
         ("spoken-digits", "spoken:create_spoken_digits", "class",
          "The ten digit words spoken by 28 espeak-ng voices x speeds x pitches, generated into the cache; "
          "speaker-disjoint train/val/test (needs apt-get install espeak-ng)."),
+        ("spoken-speakers", "spoken:create_spoken_speakers", "identity",
+         "The spoken-digits clips labelled by voice (speaker verification); val/test voices are never heard in "
+         "training (needs apt-get install espeak-ng)."),
         ("spoken-digit-strings", "spoken:create_spoken_digit_strings", "transcript",
          "Strings of 2-5 spoken digits ('three one four') for CTC, espeak-ng voices, speaker-disjoint splits."),
     ):

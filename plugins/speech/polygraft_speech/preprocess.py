@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,19 @@ class WaveformPreprocessor(Preprocessor):
         noise: add Gaussian noise (training variant, see :meth:`for_training`).
         snr_db: the ``(low, high)`` signal-to-noise range in dB the noise level is drawn from.
         noise_prob: the chance each clip gets noise.
+        max_seconds: longer clips are cut to their first ``max_seconds`` (flagged in ``collate_meta`` and
+            counted); ``None`` keeps every clip whole. Command-line inputs are read only up to it.
     """
 
     input_key = "audio"
 
     def __init__(self, *, sample_rate: int = 16_000, normalize: bool = True, noise: bool = False,
-                 snr_db: Sequence[float] = (10.0, 30.0), noise_prob: float = 1.0) -> None:
+                 snr_db: Sequence[float] = (10.0, 30.0), noise_prob: float = 1.0,
+                 max_seconds: float | None = None) -> None:
         if int(sample_rate) <= 0:
             raise ConfigError(f"sample_rate must be positive, got {sample_rate}")
+        if max_seconds is not None and not 0 < float(max_seconds) <= 36_000:
+            raise ConfigError(f"max_seconds must be in (0, 36000] (or null), got {max_seconds}")
         low, high = (float(v) for v in snr_db)
         if low > high or not 0.0 <= float(noise_prob) <= 1.0:
             raise ConfigError(f"need snr_db=(low, high) with low <= high and 0 <= noise_prob <= 1, got {snr_db}, "
@@ -58,6 +64,7 @@ class WaveformPreprocessor(Preprocessor):
         self.noise = bool(noise)
         self.snr_db = (low, high)
         self.noise_prob = float(noise_prob)
+        self.max_seconds = None if max_seconds is None else float(max_seconds)
         self.deterministic = not self.noise  # the trainer may keep prepared clips unless noise is added
 
     # -- variants -------------------------------------------------------------------------------------------
@@ -65,7 +72,7 @@ class WaveformPreprocessor(Preprocessor):
                      noise_prob: float = 1.0) -> WaveformPreprocessor:
         """The training variant: additive Gaussian noise at a random SNR in ``snr_db`` (dB)."""
         return WaveformPreprocessor(sample_rate=self.sample_rate, normalize=self.normalize, noise=noise,
-                                    snr_db=snr_db, noise_prob=noise_prob)
+                                    snr_db=snr_db, noise_prob=noise_prob, max_seconds=self.max_seconds)
 
     # -- one example ----------------------------------------------------------------------------------------
     def waveform(self, example: Mapping[str, Any]) -> torch.Tensor:
@@ -94,6 +101,10 @@ class WaveformPreprocessor(Preprocessor):
 
     def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
         wave = self.waveform(example)
+        limit = None if self.max_seconds is None else round(self.max_seconds * self.sample_rate)
+        truncated = limit is not None and wave.shape[0] > limit
+        if truncated:
+            wave = wave[:limit]
         if self.noise and float(torch.rand(())) < self.noise_prob:
             snr = self.snr_db[0] + (self.snr_db[1] - self.snr_db[0]) * float(torch.rand(()))
             power = float(wave.pow(2).mean())
@@ -101,7 +112,17 @@ class WaveformPreprocessor(Preprocessor):
                 wave = wave + torch.randn_like(wave) * (power / 10 ** (snr / 10)) ** 0.5
         if self.normalize:
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + NORMALIZE_EPS)
-        return {"input_values": wave.to(torch.float32)}
+        return {"input_values": wave.to(torch.float32), "truncated": truncated}
+
+    def collate_meta(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``truncated``: (B,) bool, clips longer than ``max_seconds`` that were cut."""
+        return {"truncated": torch.tensor([bool(item.get("truncated", False)) for item in items])}
+
+    def callbacks(self) -> list[Any]:
+        """Counts the clips cut at ``max_seconds`` into the run log and results."""
+        import polygraft
+
+        return [polygraft.TruncationCounter()] if self.max_seconds is not None else []
 
     # -- batches --------------------------------------------------------------------------------------------
     def collate(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -138,14 +159,22 @@ class WaveformPreprocessor(Preprocessor):
                 result.append(round(frames * self.sample_rate / int(rate)))
         return result
 
-    def read_input(self, value: str) -> dict[str, Any]:
-        """A raw example from a command-line value: the audio file at ``value``, decoded to mono (checked)."""
-        samples, rate = load_mono(value)
+    def read_input(self, value: str, *, max_seconds: float | None = None) -> dict[str, Any]:
+        """A raw example from a command-line value: the audio file at ``value``, decoded to mono (checked), read
+        only up to ``max_seconds`` (the model's limit; one sample more, so the cut is seen and counted)."""
+        limit = self.max_seconds if max_seconds is None else max_seconds
+        frames = None
+        if limit is not None:
+            info = probe_audio(value)
+            frames = min(info.frames, math.ceil(limit * info.sample_rate) + 1)
+        samples, rate = load_mono(value, max_frames=frames)
         return {self.input_key: samples, "sample_rate": rate, "_origin": value}
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"type": "waveform", "sample_rate": self.sample_rate,
                                      "normalize": self.normalize}
+        if self.max_seconds is not None:
+            described["max_seconds"] = self.max_seconds
         if self.noise:
             described.update(noise=True, snr_db=list(self.snr_db), noise_prob=self.noise_prob)
         return described

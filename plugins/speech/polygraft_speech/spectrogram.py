@@ -39,7 +39,7 @@ from torch import nn
 
 from polygraft.errors import ConfigError, IncompatibleComponentsError
 from polygraft.features import Features
-from polygraft.interfaces import Backbone
+from polygraft.interfaces import AttributionHooks, Backbone
 from polygraft_speech.frontend import AudioFrontEnd
 from polygraft_speech.mel import spec_augment
 
@@ -190,6 +190,7 @@ class SpectrogramBackbone(Backbone):
         self._preprocessor = preprocessor
         self.feature_dim = image.feature_dim
         self.map_channels, self.map_strides = tuple(image.map_channels), tuple(image.map_strides)
+        self.convolutional = image.convolutional
         self.weights_report: dict[str, Any] = dict(getattr(image, "weights_report", {}) or {"source": None})
 
     @property
@@ -198,6 +199,20 @@ class SpectrogramBackbone(Backbone):
 
     def forward(self, inputs: Mapping[str, Any]) -> Features:
         return self.image({"pixel_values": inputs["pixel_values"]})
+
+    def attribution_hooks(self) -> AttributionHooks:
+        """The log-mel image ``(channels, mel bins, frames)`` against silence; Grad-CAM on the image backbone's
+        feature map when it declares one."""
+        inner = self.image.attribution_hooks()
+        pre = self.preprocessor
+        return AttributionHooks(input="pixel_values", kind="spectrogram", baseline=pre._silence(),
+                                feature_layer=inner.feature_layer if inner else None,
+                                reshape_transform=inner.reshape_transform if inner else None,
+                                seconds_per_step=pre.hop_length / pre.sample_rate)
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: the log-mel image's width follows the clip's duration (``frames``)."""
+        return {"pixel_values": {3: "frames"}}
 
     def layer_groups(self) -> list[nn.Module]:
         """The image backbone's groups (the mel front end has no parameters)."""

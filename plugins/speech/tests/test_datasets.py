@@ -296,3 +296,18 @@ def test_too_few_usable_voices(catalog, tmp_path):
         polygraft.load_dataset("spoken-digits", catalog=catalog, cache_dir=str(tmp_path), speeds=[170],
                                pitches=[50], voices=["en-us", "xx-nope", "en-us+nosuch"], val_voices=1,
                                test_voices=1)
+
+
+def test_spoken_speakers_label_clips_by_voice_with_unseen_voices_held_out(tiny_digits, catalog, digits_cache):
+    parts = {split: polygraft.load_dataset("spoken-speakers", catalog=catalog, split=split,
+                                           cache_dir=str(digits_cache), **tiny_digits)
+             for split in ("train", "val", "test")}
+    digits = {split: polygraft.load_dataset("spoken-digits", catalog=catalog, split=split,
+                                            cache_dir=str(digits_cache), **tiny_digits) for split in parts}
+    for split, source in parts.items():  # the same clips as spoken-digits, relabelled by their voice
+        assert source.label_names == sorted(digits[split].voices)
+        assert [source[i]["label"] for i in range(len(source))] == \
+            [record.extra["voice"] for record in digits[split].records]
+        assert [source[i]["digit"] for i in range(len(source))] == [digits[split][i]["label"]
+                                                                    for i in range(len(source))]
+    assert set(parts["train"].label_names).isdisjoint(parts["val"].label_names + parts["test"].label_names)

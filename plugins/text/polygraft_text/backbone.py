@@ -28,6 +28,7 @@ from torch import nn
 from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
 from polygraft.features import Features
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft_text.preprocessing import TextPreprocessor
 
@@ -170,9 +171,18 @@ class BertBackbone(Backbone):
         features.pooled = sequence[:, 0] if self.pooling == "cls" else Features(sequence=sequence, mask=mask).pool()
         return features
 
+    def attribution_hooks(self) -> AttributionHooks:
+        """Token ids, attributed at the word-embedding layer; words are replaced by the padding id."""
+        return AttributionHooks(input="input_ids", kind="tokens", embedding=self.model.get_input_embeddings(),
+                                baseline=self.preprocessor.pad_token_id)
+
     def layer_groups(self) -> list[nn.Module]:
         embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
         return [embeddings, *_encoder_layers(self.model)]
+
+    def export_input_axes(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """ONNX export: every token tensor varies in length (``sequence``)."""
+        return {key: {1: "sequence"} for key in ("input_ids", "attention_mask", "token_type_ids") if key in inputs}
 
     def export(self, directory: Path) -> dict[str, Any]:
         """Save the HF config and tokenizer into ``directory``; rebuild options point there (random init)."""
@@ -205,6 +215,22 @@ def _same_folder(config: str, location: str) -> bool:
     return folder.exists() and weights_path.exists() and folder.resolve() == weights_path.resolve()
 
 
+MAX_POSITIONS = 8192
+"""The longest ``max_length`` a random-init model gets without an explicit ``max_position_embeddings``."""
+
+
+def _check_max_length(max_length: int, config_values: dict[str, Any], *, random_init: bool) -> None:
+    """Refuse a length that cannot work before a position table of that size is allocated."""
+    if max_length < 2:
+        raise ConfigError(f"bert: max_length must be at least 2 tokens ([CLS] and [SEP]), got {max_length}")
+    if random_init and "max_position_embeddings" not in config_values and max_length > MAX_POSITIONS:
+        hidden = int(config_values.get("hidden_size", 768))
+        gigabytes = max_length * hidden * 4 / 2**30
+        raise ConfigError(f"bert: max_length={max_length:,} needs a {max_length:,}-position embedding table "
+                          f"({gigabytes:,.1f} GB at hidden size {hidden}); BERT-family models use 512. Lower "
+                          f"max_length, or set max_position_embeddings explicitly to go beyond {MAX_POSITIONS:,}")
+
+
 def create_bert_backbone(*, weights: str | None = None, config: str | None = None, tokenizer: str | None = None,
                          pooling: str = "cls", max_length: int = 128, model_type: str = "bert", catalog: Any = None,
                          **config_values: Any) -> BertBackbone:
@@ -226,6 +252,7 @@ def create_bert_backbone(*, weights: str | None = None, config: str | None = Non
     unknown = set(config_values) - set(CONFIG_KEYS)
     if unknown:
         raise ConfigError(f"unknown bert options {sorted(unknown)}; config values are {list(CONFIG_KEYS)}")
+    _check_max_length(max_length, config_values, random_init=weights is None and config is None)
     if weights is not None:
         location = _resolve_weights(str(weights))
         if config_values or (config is not None and not _same_folder(packaged_dir(config, catalog=catalog), location)):

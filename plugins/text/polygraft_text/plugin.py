@@ -24,6 +24,15 @@ def polygraft_register_backbones(register: Register) -> None:
                               "attention_probs_dropout_prob", "type_vocab_size", "hidden_act"]},
     ))
 
+    register(BackboneSpec(
+        name="gpt2", factory=f"{_PKG}.gpt2:create_gpt2_backbone", modality="text", produces=("pooled", "sequence"),
+        description="GPT-2-architecture causal transformer (transformers): random init from a size preset "
+                    "(test/tiny/mini/small) with any tokenizer, or a local GPT-2-family directory; last-token or "
+                    "mean pooling; its tied LM head makes it a language model (objective clm).",
+        metadata={"options": ["n_embd", "n_layer", "n_head", "n_inner", "n_positions", "resid_pdrop", "embd_pdrop",
+                              "attn_pdrop", "activation_function"]},
+    ))
+
 
 @hookimpl
 def polygraft_register_weights(register: Register) -> None:
@@ -43,12 +52,27 @@ def polygraft_register_datasets(register: Register) -> None:
         description="CSV/TSV/JSONL file: text column, optional text-pair and label columns (path=...).",
     ))
     register(DatasetSpec(
+        name="hf-dataset", factory=f"{_PKG}.datasets.arrow:HFDatasetSource", modality="text", target="class",
+        description="Local Parquet/Arrow files or a save_to_disk folder via datasets, memory-mapped (path=...).",
+    ))
+    register(DatasetSpec(
         name="text-lines", factory=f"{_PKG}.datasets.files:TextLinesSource", modality="text", target="none",
         description="Plain-text corpus, one document per line (MLM pretraining).",
     ))
     register(DatasetSpec(
         name="conll", factory=f"{_PKG}.datasets.conll:ConllSource", modality="text", target="tags",
         description="CoNLL file: token first column, BIO tag last column, blank line between sentences.",
+    ))
+    register(DatasetSpec(
+        name="squad-json", factory=f"{_PKG}.datasets.squad:SquadJsonSource", modality="text", target="span",
+        description="Question answering file in the SQuAD layout (v1.1, or v2.0 with unanswerable questions); "
+                    "answer spans checked against their context (path=...).",
+    ))
+    register(DatasetSpec(
+        name="synthetic-bios", factory=f"{_PKG}.datasets.bios:create_synthetic_bios", modality="text",
+        target="span",
+        description="Generated biographies with distractor people and paraphrased questions (extractive QA); "
+                    "people, answers and templates of val/test never seen in training; cached as SQuAD JSON.",
     ))
     register(DatasetSpec(
         name="rotten-tomatoes", factory=f"{_PKG}.datasets.packaged:RottenTomatoes", modality="text",
@@ -66,6 +90,11 @@ def polygraft_register_objectives(register: Register) -> None:
     register(ObjectiveSpec(
         name="mlm", factory=f"{_PKG}.mlm:MaskedLanguageModeling", modality="text",
         description="Masked language modelling (BERT 15% masking, 80/10/10, optional whole-word masking).",
+    ))
+    register(ObjectiveSpec(
+        name="clm", factory=f"{_PKG}.clm:CausalLanguageModeling", modality="text", metric="perplexity",
+        description="Causal language modelling (next-token prediction, GPT) on the gpt2 backbone: perplexity; "
+                    "predict generates a continuation (greedy or top-k, max_new_tokens).",
     ))
 
 

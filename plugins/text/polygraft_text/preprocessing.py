@@ -33,6 +33,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,9 +105,30 @@ class TextPreprocessor(Preprocessor):
                     result[i] = len(ids)
         return result
 
+    @property
+    def max_chars(self) -> int:
+        """Characters of a text kept before tokenizing: far more than ``max_length`` tokens ever need, so a
+        10 MB input costs what a long paragraph costs (the cut is flagged as truncation)."""
+        return max(4096, 64 * self.max_length)
+
+    def _clipped(self, value: Any) -> tuple[Any, bool]:
+        if isinstance(value, str) and len(value) > self.max_chars:
+            return value[: self.max_chars], True
+        if isinstance(value, list) and sum(len(word) + 1 for word in value) > self.max_chars:
+            kept, size = [], 0
+            for word in value:
+                size += len(word) + 1
+                if size > self.max_chars:
+                    break
+                kept.append(word)
+            return kept, True
+        return value, False
+
     def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
         origin = example.get("_origin")
         text, pair, split = self._unpack(example)
+        text, clipped = self._clipped(text)
+        pair, clipped_pair = self._clipped(pair)
         encoding = self.tokenizer(text, pair, is_split_into_words=split, truncation=True,
                                   max_length=self.max_length, return_offsets_mapping=True,
                                   return_overflowing_tokens=False, return_length=False)
@@ -118,6 +140,8 @@ class TextPreprocessor(Preprocessor):
         if "token_type_ids" in encoding:
             item["token_type_ids"] = encoding["token_type_ids"]
         dropped = self._dropped_tokens(encoding, text, pair, split)
+        if clipped or clipped_pair:
+            dropped = max(dropped, 1)  # cut before tokenizing: certainly longer than max_length
         item["truncated"] = dropped > 0
         if dropped > 0:
             self.truncation["examples"] += 1
@@ -178,6 +202,15 @@ class TextPreprocessor(Preprocessor):
             "truncated": torch.tensor([bool(item.get("truncated", False)) for item in items]),
         }
 
+    def for_question_answering(self, *, doc_stride: int, max_question_tokens: int, question_key: str = "question",
+                               context_key: str = "context") -> TextPreprocessor:
+        """Question + context pairs in overlapping windows (see :mod:`polygraft_text.qa_encoding`)."""
+        from polygraft_text.qa_encoding import QuestionContextPreprocessor
+
+        return QuestionContextPreprocessor(self.tokenizer, max_length=self.max_length, doc_stride=doc_stride,
+                                           max_question_tokens=max_question_tokens, question_key=question_key,
+                                           context_key=context_key)
+
     def describe(self) -> dict[str, Any]:
         return {
             "type": "text",
@@ -187,6 +220,13 @@ class TextPreprocessor(Preprocessor):
             "padding": "dynamic (longest in batch)",
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
         }
+
+    def export_assets(self, directory: Path) -> list[str]:
+        """The tokenizer's files (``tokenizer.json``, its config and vocabulary), as ``save_pretrained`` writes them."""
+        directory.mkdir(parents=True, exist_ok=True)
+        before = set(directory.iterdir())
+        self.tokenizer.save_pretrained(str(directory))
+        return sorted(path.name for path in set(directory.iterdir()) - before)
 
     def fingerprint(self) -> str:
         """Every setting that changes the tokens: the tokenizer's full definition (vocabulary, normaliser,

@@ -26,7 +26,8 @@ from torch import nn
 
 from polygraft.assets import network_allowed, network_hint
 from polygraft.errors import ConfigError, WeightsError
-from polygraft.features import Features
+from polygraft.features import Features, mostly_convolutional
+from polygraft.interfaces import AttributionHooks
 from polygraft.interfaces.backbone import Backbone
 from polygraft.options import closest
 from polygraft_vision.images import DEFAULT_MAX_PIXELS
@@ -52,6 +53,7 @@ class TimmBackbone(Backbone):
         self.model_name = model_name
         self.num_classes = num_classes
         self._preprocessor = preprocessor
+        self.convolutional = mostly_convolutional(model)  # CNNs train faster channels-last; ViTs gain nothing
         info = model.feature_info  # type: ignore[union-attr]
         if features == "maps":
             self.map_channels = tuple(int(c) for c in info.channels())
@@ -79,6 +81,12 @@ class TimmBackbone(Backbone):
             return Features(pooled=pooled, maps=[hidden], strides=list(self.map_strides))
         return Features(pooled=pooled)
 
+    def attribution_hooks(self) -> AttributionHooks:
+        """Pixels against a black image; Grad-CAM on the last feature map (see ``polygraft_vision.attribution``)."""
+        from polygraft_vision.attribution import timm_attribution_hooks
+
+        return timm_attribution_hooks(self)
+
     def classify(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         """Logits of the timm classifier (needs ``num_classes > 0``, e.g. the ImageNet head)."""
         if self.features == "maps" or not self.num_classes:
@@ -105,6 +113,38 @@ class TimmBackbone(Backbone):
         if len(groups) < 2:
             groups = [child for child in self.model.children() if any(True for _ in child.parameters())]
         return groups
+
+    def shard_units(self) -> list[nn.Module]:
+        """The stages ``trainer.distributed: fsdp`` shards one by one: for each layer group, the module that holds
+        exactly its parameters (the stage, e.g. ``layer2`` or ``blocks.3``), found at the group's common name
+        prefix; a group no single module holds (the stem of separate convolutions and norms) stays with the rest.
+
+        Example:
+            >>> import polygraft
+            >>> backbone = polygraft.create_backbone("timm", model_name="test_resnet")
+            >>> names = {id(m): name for name, m in backbone.model.named_modules()}
+            >>> [names[id(unit)] for unit in backbone.shard_units()]
+            ['layer1.0', 'layer2.0', 'layer3.0', 'layer4.0']
+        """
+        names = {id(m): name for name, m in self.model.named_modules()}
+        units: list[nn.Module] = []
+        for group in self.layer_groups():
+            members = list(group.children()) if isinstance(group, nn.ModuleList) else [group]
+            paths = [names[id(m)].split(".") for m in members if id(m) in names]
+            if not paths or len(paths) != len(members):
+                continue
+            common: list[str] = []
+            for parts in zip(*paths):
+                if len(set(parts)) > 1:
+                    break
+                common.append(parts[0])
+            if not common:
+                continue
+            unit = self.model.get_submodule(".".join(common))
+            held = {id(p) for m in members for p in m.parameters()}
+            if unit is not self.model and {id(p) for p in unit.parameters()} == held:
+                units.append(unit)
+        return units
 
 
 
@@ -152,6 +192,24 @@ def _model_from_local_weights(model_name: str, weights: str, *, remap: str | Non
         builder_log.setLevel(level)
 
 
+IMAGE_SIZES = (8, 4096)
+"""The smallest and largest input side a timm backbone accepts (4096² RGB floats: 200 MB per image)."""
+
+
+def check_image_size(image_size: int | Sequence[int] | None) -> None:
+    """Refuse input sizes that cannot work before any image is resized to them."""
+    if image_size is None:
+        return
+    sides = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
+    low, high = IMAGE_SIZES
+    if len(sides) != 2 or not all(isinstance(side, int) and low <= side <= high for side in sides):
+        megabytes = 3 * 4 * max(1, sides[0]) * max(1, sides[-1]) / 2**20 if sides and all(
+            isinstance(side, int) for side in sides) else 0
+        size = f" ({megabytes:,.0f} MB per image as float32)" if megabytes > 200 else ""
+        raise ConfigError(f"timm backbone: image_size must be one side or (height, width), each between {low} and "
+                          f"{high} pixels, got {image_size!r}{size}")
+
+
 def create_timm_backbone(*, weights: str | None = None, model_name: str | None = None, features: str = "pooled",
                          out_indices: Sequence[int] | None = None, num_classes: int = 0,
                          image_size: int | Sequence[int] | None = None, mean: Sequence[float] | None = None,
@@ -174,6 +232,7 @@ def create_timm_backbone(*, weights: str | None = None, model_name: str | None =
     """
     if not model_name:
         raise ConfigError("backbone 'timm' needs model_name=... (any timm model, e.g. resnet18, efficientnet_b0)")
+    check_image_size(image_size)
     if features not in FEATURE_MODES:
         raise ConfigError(f"timm backbone: features must be one of {FEATURE_MODES}, got {features!r}")
     architecture = timm.models.split_model_name_tag(model_name)[0]

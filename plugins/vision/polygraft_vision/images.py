@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from polygraft.errors import DataError
+from polygraft.paths import file_problem
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Refuse images with more pixels than this (about 8000 x 8000) unless the caller raises the limit."""
@@ -33,6 +34,9 @@ def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode
     With ``decode=False`` only the header is read and checked (fast validation of a whole folder).
     """
     path = Path(path)
+    problem = file_problem(path)  # a FIFO would block the reader forever: refuse it before opening
+    if problem is not None:
+        raise DataError(f"image file {problem}" if problem == "does not exist" else problem, path=path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -55,9 +55,21 @@ def polygraft_register_datasets(register: Register) -> None:
         ("digits", "create_digits", "class", "scikit-learn's 1,797 8x8 digits; split train/test by seed."),
         ("synthetic-shapes", "create_synthetic_shapes", "boxes",
          "Generated scenes of shapes with exact boxes, written as images + COCO JSON into a cache dir."),
+        ("shape-classification", "create_shape_classification", "class",
+         "One generated shape per scene, labelled by its shape; its box is kept (pointing-game checks)."),
     ):
         register(DatasetSpec(name=name, factory=f"{_PKG}.datasets:{factory}", modality="vision",
                              target=target, description=description))
+    for name, factory, description in (
+        ("segmentation-folder", "masks:create_segmentation_folder",
+         "Images with mask PNGs of class indices: PASCAL VOC layout, or images/ + masks/ folders (path=...)."),
+        ("coco-segmentation", "coco_masks:create_coco_segmentation",
+         "COCO instances JSON (polygons or RLE, pycocotools) as semantic masks (annotations=..., images=...)."),
+        ("synthetic-shapes-segmentation", "shapes_masks:create_synthetic_shapes_segmentation",
+         "Generated scenes of shapes with exact masks (mask PNGs + COCO RLE), written into a cache dir."),
+    ):
+        register(DatasetSpec(name=name, factory=f"{_PKG}.{factory}", modality="vision", target="mask",
+                             description=description))
 
 
 @hookimpl

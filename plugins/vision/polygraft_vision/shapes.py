@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -92,7 +93,35 @@ def generate_shapes(directory: str | Path, *, num_images: int = 200, image_size:
     max_size = max_size or max(min_size + 1, image_size // 3)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".shapes-", dir=directory.parent))
+    remove_stale_staging(directory.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".shapes-{os.getpid()}-", dir=directory.parent))
+    try:
+        return _write_scenes(staging, directory, num_images=num_images, image_size=image_size, max_shapes=max_shapes,
+                             min_size=min_size, max_size=max_size, classes=classes, seed=seed)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed or interrupted generation leaves nothing behind
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Staging folders of generations whose process is gone (a killed run) are removed."""
+    for stale in folder.glob(".shapes-*"):
+        pid = stale.name.split("-")[1] if stale.name.count("-") >= 2 else ""
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_scenes(staging: Path, directory: Path, *, num_images: int, image_size: int, max_shapes: int,
+                  min_size: int | None, max_size: int | None, classes: Sequence[str], seed: int) -> Path:
     (staging / "images").mkdir()
     categories = [{"id": index + 1, "name": name} for index, name in enumerate(classes)]
     ids = {c["name"]: c["id"] for c in categories}

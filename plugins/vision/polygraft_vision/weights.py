@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError as exc:
         raise WeightsError(f"{path}: weights file does not exist") from exc
     except Exception as exc:  # unpickling refusals, corrupt archives, bad headers
-        raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {exc}); only safetensors and "
-                           "weights-only torch checkpoints are accepted") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            reason = "it holds pickled Python objects, not only tensors"  # never repeat torch's advice to unpickle
+        raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {reason[:200]}); polygraft reads "
+                           "only safetensors and weights-only torch checkpoints, and never unpickles other "
+                           "objects: convert the file to safetensors") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]

@@ -3,8 +3,11 @@
 A cache folder lives under ``polygraft.assets.cache_dir("prepared")`` and is named after the sha256 of its *key*:
 the data source's fingerprint (files, sizes, modification times, options), the pipeline's fingerprint (its settings
 and its preprocessor's), which examples it holds, the cache format and the versions of polygraft, torch and the
-plugins involved. ``manifest.json`` repeats the whole key; a folder is used only when that key equals the one
-expected, every shard has the size the manifest says, and the format is this one. Anything else is a miss.
+plugins involved. ``manifest.json`` repeats the whole key and the sha256 of every shard (computed from the bytes
+while they are written); a folder is used only when that key equals the one expected, the format is this one and
+every shard's size and sha256 match (one read of each shard when the cache is opened, a few hundred MB/s: see
+benchmarks/README.md). Anything else, a damaged header, changed bytes of the same size, an unreadable manifest, is
+a miss: the folder is rebuilt and the run log says why (:attr:`DiskCache.problem`).
 
 Each shard is one safetensors file: every tensor of its examples, plus the examples' structure as JSON bytes
 (``__json__``, with ``__offsets__`` marking where each example's text starts), so one example is read without
@@ -30,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,7 +47,7 @@ import torch
 
 from polygraft.fingerprint import canonical_json, digest
 
-FORMAT = 1
+FORMAT = 2
 """Version of the folder layout and encoding; part of every key."""
 
 SHARD_EXAMPLES = 4096
@@ -55,6 +59,18 @@ class Unstorable(TypeError):
     """A prepared example holds a value the cache cannot write without pickling it."""
 
 
+class _Miss(Exception):
+    """A cache folder exists but cannot be used; the message says why."""
+
+
+def _sha256(file: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
 class DiskCache:
     """One cache folder: ``open()`` the verified cache for ``key`` (or ``None``), or ``writer()`` a new one."""
 
@@ -63,27 +79,44 @@ class DiskCache:
         self.size = size
         safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "data"
         self.path = Path(root) / f"{safe}-{digest(self.key)[:24]}"
+        self.problem = ""  # why the last open() found no usable cache in an existing folder ("" when there was none)
 
     def open(self) -> DiskStore | None:
-        """The cache for this key, or ``None`` when it is missing, incomplete, or was made for another key."""
+        """The verified cache for this key, or ``None`` when it is missing, damaged, or made for another key."""
+        self.problem = ""
+        if not (self.path / MANIFEST).exists():
+            return None
         try:
-            manifest = json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
+            return self._verified()
+        except _Miss as miss:
+            self.problem = str(miss)
             return None
+
+    def _verified(self) -> DiskStore:
+        try:
+            manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _Miss(f"{MANIFEST} is unreadable ({type(exc).__name__})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            return None
+            raise _Miss(f"it was written in another format ({manifest.get('format') if isinstance(manifest, dict) else '?'})")
         if canonical_json(manifest.get("key")) != canonical_json(json.loads(canonical_json(self.key))):
-            return None
+            raise _Miss("it was made for other data or settings")
         shards = manifest.get("shards")
-        if not isinstance(shards, list) or sum(int(s["count"]) for s in shards) != self.size:
-            return None
-        for shard in shards:
-            file = self.path / str(shard["file"])
-            if "/" in str(shard["file"]) or not file.is_file() or file.stat().st_size != int(shard["bytes"]):
-                return None
+        try:
+            if not isinstance(shards, list) or sum(int(s["count"]) for s in shards) != self.size:
+                raise _Miss("its manifest does not add up to the examples expected")
+            for shard in shards:
+                name = str(shard["file"])
+                file = self.path / name
+                if "/" in name or not file.is_file() or file.stat().st_size != int(shard["bytes"]):
+                    raise _Miss(f"{name} is missing or has another size than when it was written")
+                if _sha256(file) != shard["sha256"]:
+                    raise _Miss(f"{name} does not match its checksum (it changed since it was written)")
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise _Miss(f"its manifest or a shard is damaged ({type(exc).__name__}: {exc})") from None
         lengths = manifest.get("lengths")
         if lengths is not None and (not isinstance(lengths, list) or len(lengths) != self.size):
-            return None
+            raise _Miss("its lengths do not match its examples")
         return DiskStore(self.path, shards, lengths=lengths)
 
     def writer(self) -> DiskWriter:
@@ -120,16 +153,20 @@ class DiskWriter:
     def _flush(self) -> None:
         if not self.texts:
             return
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         offsets = np.cumsum([0] + [len(t) for t in self.texts], dtype=np.int64)
         blob = np.frombuffer(b"".join(self.texts), dtype=np.uint8) if offsets[-1] else np.zeros(0, np.uint8)
         tensors = {**self.tensors, "__json__": torch.from_numpy(blob.copy()),
                    "__offsets__": torch.from_numpy(offsets)}
         name = f"{len(self.shards):05d}.safetensors"
-        save_file(tensors, str(self.tmp / name), metadata={"polygraft_cache_format": str(FORMAT)})
-        _fsync(self.tmp / name)
-        self.shards.append({"file": name, "count": len(self.texts), "bytes": (self.tmp / name).stat().st_size})
+        data = save(tensors, metadata={"polygraft_cache_format": str(FORMAT)})  # the bytes: hashed as written
+        with open(self.tmp / name, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.shards.append({"file": name, "count": len(self.texts), "bytes": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()})
         self._reset()
 
     def commit(self, *, lengths: list[int] | None = None) -> DiskStore:

@@ -121,6 +121,7 @@ class InputCache:
         self.cores = max(1, usable_cores() // local)
         self.root = root
         self.splits: list[SplitInput] = []
+        self.warnings: list[str] = []  # caches found damaged and rebuilt
 
     # ------------------------------------------------------------------------------------------ decisions
     def prepare(self, source: DataSource, pipeline: DataPipeline, *, split: str, training: bool, passes: int,
@@ -178,6 +179,8 @@ class InputCache:
         disk, no_disk = self._disk(source, pipeline, indices, disk_ok)
         if disk is not None:
             store = disk.open()
+            if disk.problem:
+                self.warnings.append(f"input cache: {disk.path} cannot be used ({disk.problem}); rebuilding it")
             if store is not None:
                 return SplitInput(split, source, CachedDataset(store, positions), "disk", False, False, len(store),
                                   store.nbytes, path=store.path, reused=True,
@@ -290,7 +293,8 @@ class InputCache:
         """What each split kept, for the run log."""
         if self.mode == "off":
             return ["input cache: off (trainer.cache=false): every example is prepared again each time it is read"]
-        return [f"input cache: {split.describe()}" for split in self.splits if split.note != "read once"]
+        return [*self.warnings, *(f"input cache: {split.describe()}" for split in self.splits
+                                  if split.note != "read once")]
 
 
 def _spread(indices: Sequence[int], lengths: Sequence[int] | None, size: int) -> list[int] | None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from polygraft.errors import WeightsError
 from polygraft.features import Features
-from polygraft.interfaces import Backbone
+from polygraft.interfaces import AttributionHooks, Backbone
 from polygraft_tabular.preprocess import Standardize
 
 
@@ -62,6 +62,11 @@ class MLPBackbone(Backbone):
         for block in self.blocks:
             h = block(h)
         return Features(pooled=self.norm(h))
+
+    def attribution_hooks(self) -> AttributionHooks:
+        """For ``polygraft explain``: attribute the standardised row, against the training mean (0 after
+        standardising). Integrated Gradients and occlusion then explain each feature's share of a prediction."""
+        return AttributionHooks(input="x", kind="vector", baseline=0.0)
 
     def layer_groups(self) -> list[nn.Module]:
         """Input → output; together they hold every parameter exactly once (freezing and LLRD use them)."""

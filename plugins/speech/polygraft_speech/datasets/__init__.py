@@ -9,7 +9,12 @@ Example:
 
 from polygraft_speech.datasets.files import create_audio_folder, create_audio_manifest
 from polygraft_speech.datasets.source import AudioFileSource, AudioRecord
-from polygraft_speech.datasets.spoken import create_spoken_digit_strings, create_spoken_digits, split_voices
+from polygraft_speech.datasets.spoken import (
+    create_spoken_digit_strings,
+    create_spoken_digits,
+    create_spoken_speakers,
+    split_voices,
+)
 
 __all__ = ["AudioFileSource", "AudioRecord", "create_audio_folder", "create_audio_manifest",
-           "create_spoken_digit_strings", "create_spoken_digits", "split_voices"]
+           "create_spoken_digit_strings", "create_spoken_digits", "create_spoken_speakers", "split_voices"]

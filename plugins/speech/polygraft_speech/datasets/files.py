@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import SPLITS
+from polygraft.errors import DataError
+from polygraft.interfaces import check_split
 from polygraft_speech.audio import AUDIO_EXTENSIONS
 from polygraft_speech.datasets.source import AudioFileSource, AudioRecord, check_long_options
 
@@ -34,10 +34,7 @@ SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid", "dev
 
 
 def _check_split(split: str | None) -> str:
-    split = split or "all"
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
-    return split
+    return check_split(split or "all", name="audio dataset")
 
 
 def create_audio_folder(*, path: str, split: str | None = None, skip_invalid: bool = False,
@@ -182,6 +179,9 @@ def create_audio_manifest(*, path: str, split: str | None = None, audio_column: 
         records.append(AudioRecord(base / value.strip(), target, where))
     if columns is None:
         raise DataError("manifest is empty (no header, no rows)", path=manifest)
+    if not records and not bad:
+        which = "" if split == "all" else f" for split {split!r} (column {split_column!r})"
+        raise DataError(f"manifest has a header but no rows{which}", path=manifest)
     labels = sorted({r.target["label"] for r in records}) if label_column in targets else None
     source = AudioFileSource(records, label_names=labels, name="audio-manifest", skip_invalid=skip_invalid,
                              max_duration=max_duration, on_long=on_long)

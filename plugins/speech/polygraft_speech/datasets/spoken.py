@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -37,6 +36,8 @@ from typing import Any
 
 from polygraft.assets import cache_dir as polygraft_cache_dir
 from polygraft.errors import ConfigError, DataError
+from polygraft.fingerprint import digest
+from polygraft.interfaces import check_split, take_split
 from polygraft_speech.datasets.source import AudioFileSource, AudioRecord, check_long_options
 from polygraft_speech.synth import DEFAULT_VOICES, ClipPlan, espeak_binary, generate, read_info, verify_voices
 
@@ -44,7 +45,6 @@ FORMAT_VERSION = 1
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DEFAULT_SPEEDS = (130, 165, 200)
 DEFAULT_PITCHES = (30, 45, 60, 75)
-SPLIT_NAMES = ("train", "val", "test", "all")
 
 
 class SpokenSource(AudioFileSource):
@@ -65,12 +65,12 @@ def split_voices(voices: Sequence[str], *, val_voices: int, test_voices: int, se
                           "keep one for training; list more voices or hold out fewer")
     order = list(voices)
     random.Random(seed).shuffle(order)
-    return {"test": order[:test_voices], "val": order[test_voices:test_voices + val_voices],
-            "train": order[test_voices + val_voices:]}
+    parts = [("test", test_voices), ("val", val_voices), ("train", None)]
+    return {part: take_split(order, part, parts, name="voices") if size != 0 else [] for part, size in parts}
 
 
 def _cache_folder(name: str, params: dict[str, Any], cache_dir: str | None) -> Path:
-    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    key = digest(params)[:12]
     return (Path(cache_dir) if cache_dir else polygraft_cache_dir(name)) / key
 
 
@@ -78,8 +78,7 @@ def _open(name: str, params: dict[str, Any], plan_for: Any, *, split: str, cache
           voices: Sequence[str], val_voices: int, test_voices: int, seed: int, label_names: list[str] | None,
           max_duration: float | None, on_long: str) -> SpokenSource:
     check_long_options(max_duration, on_long)
-    if split not in SPLIT_NAMES:
-        raise ConfigError(f"{name}: split must be one of {SPLIT_NAMES}, got {split!r}")
+    check_split(split, name=name)
     split_voices(voices, val_voices=val_voices, test_voices=test_voices, seed=seed)  # check the counts early
     folder = _cache_folder(name, params, cache_dir)
     info = read_info(folder)
@@ -197,3 +196,29 @@ def create_spoken_digit_strings(*, split: str = "train", voices: list[str] | Non
     return _open("spoken-digit-strings", params, plan_for, split=split, cache_dir=cache_dir, voices=voice_list,
                  val_voices=val_voices, test_voices=test_voices, seed=seed, label_names=None,
                  max_duration=max_duration, on_long=on_long)
+
+
+def create_spoken_speakers(*, split: str = "train", voices: list[str] | None = None, speeds: list[int] | None = None,
+                           pitches: list[int] | None = None, val_voices: int = 4, test_voices: int = 4,
+                           seed: int = 0, cache_dir: str | None = None, max_duration: float | None = None,
+                           on_long: str = "crop") -> SpokenSource:
+    """Dataset ``spoken-speakers``: the ``spoken-digits`` clips (the same cache) labelled by their voice, for speaker
+    recognition and verification. The splits hold disjoint voices, so val and test speakers are never heard in
+    training (an open set); ``label`` is the voice, ``digit`` the word spoken.
+
+    Example:
+        >>> import tempfile
+        >>> tiny = dict(voices=["en-us", "en+f3", "en-029"], speeds=[160], pitches=[50], val_voices=1,
+        ...             test_voices=1, cache_dir=tempfile.mkdtemp())
+        >>> train = create_spoken_speakers(split="train", **tiny)
+        >>> train[0]["label"] in train.label_names, sorted(set(train[0]) - {"audio", "_origin"})
+        (True, ['digit', 'label', 'sample_rate'])
+    """
+    source = create_spoken_digits(split=split, voices=voices, speeds=speeds, pitches=pitches, val_voices=val_voices,
+                                  test_voices=test_voices, seed=seed, cache_dir=cache_dir, max_duration=max_duration,
+                                  on_long=on_long)
+    for record in source.records:
+        record.target = {"label": record.extra["voice"], "digit": record.target["label"]}
+    source.label_names = sorted({record.extra["voice"] for record in source.records})
+    source.name = "spoken-speakers"
+    return source

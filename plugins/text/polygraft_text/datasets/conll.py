@@ -24,7 +24,7 @@ from pathlib import Path
 
 from polygraft.assets import package_file
 from polygraft.errors import ConfigError, DataError
-from polygraft.interfaces.datasource import SPLITS, DataSource, InMemorySource
+from polygraft.interfaces import DataSource, InMemorySource, check_split
 from polygraft_text.datasets.reading import encoding_message, has_undecodable, read_text
 
 TAG_PATTERN = re.compile(r"^(O|[BI]-\S+)$")
@@ -122,8 +122,7 @@ def create_wnut_tweets(*, split: str = "train", test_fraction: float = 0.2, val_
     The split is a deterministic shuffle by ``seed`` into train, val (``val_fraction``, none by default) and test
     (``test_fraction``); ``size`` caps the number of sentences (quick runs).
     """
-    if split not in SPLITS:
-        raise ConfigError(f"wnut-tweets: split must be one of {SPLITS}, got {split!r}")
+    check_split(split, name="wnut-tweets")
     if not 0.0 < test_fraction < 1.0 or not 0.0 <= val_fraction < 1.0 - test_fraction:
         raise ConfigError(f"wnut-tweets: need 0 < test_fraction < 1 and 0 ≤ val_fraction < 1 - test_fraction, got "
                           f"{test_fraction} and {val_fraction}")

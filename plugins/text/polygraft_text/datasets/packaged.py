@@ -24,7 +24,7 @@ from typing import Any
 
 from polygraft.assets import package_file
 from polygraft.errors import ConfigError
-from polygraft.interfaces.datasource import SPLITS, InMemorySource
+from polygraft.interfaces import SPLITS, InMemorySource, check_split
 
 LABELS = ["fresh", "rotten"]
 
@@ -80,8 +80,7 @@ class RottenTomatoes(InMemorySource):
     def __init__(self, *, split: str = "train", train_size: int = 2000, test_size: int = 1000, val_size: int = 500,
                  seed: int = 0, limit: int | None = None) -> None:
         super().__init__()
-        if split not in self.SPLITS:
-            raise ConfigError(f"rotten-tomatoes: split must be one of {self.SPLITS}, got {split!r}")
+        check_split(split, name="rotten-tomatoes", allowed=self.SPLITS)
         self.name = "rotten-tomatoes"
         self.label_names = list(LABELS)
         path = rotten_tomatoes_path()
