@@ -354,6 +354,7 @@ def test_core_builtins_conform() -> None:
               "task:detection": "needs a maps backbone (polygraft-vision) and label_names from the data",
               "task:segmentation": "needs a maps backbone (polygraft-vision); tests/test_segmentation.py trains it",
               "strategy:per-branch": "needs a fusion backbone (tests/test_fusion_strategies.py)",
+              "strategy:distill": "needs a trained teacher run (tests/test_distill.py trains one)",
               **dict.fromkeys(["dataset:av-digits", "dataset:review-numbers", "dataset:shape-captions",
                                "dataset:multimodal-manifest"], "fields for fusion branches of other plugins' "
                                                                "backbones (tests/test_fusion_data.py)")})
