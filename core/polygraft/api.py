@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polygraft.components import build
+from polygraft.components import build, build_saved_backbone
 from polygraft.errors import ConfigError, IncompatibleComponentsError, UnknownComponentError, WeightsError
 from polygraft.plugins import Catalog, build_catalog
 from polygraft.specs import KIND_PLURALS, BackboneSpec, TaskSpec
@@ -180,8 +180,8 @@ def load(path: str | Path, *, catalog: Catalog | None = None) -> Any:
             model: Any = create_backbone(config["backbone"]["name"], weights=model_dir, catalog=catalog)
             backbone = model
         else:
-            backbone = build(catalog, "backbone", config["backbone"]["name"], backbone_options(config, model_dir),
-                             where=f"{model_dir}/polygraft.json", weights=None)
+            backbone = build_saved_backbone(catalog, config["backbone"]["name"], backbone_options(config, model_dir),
+                                            config.get("preprocessing"), where=f"{model_dir}/polygraft.json")
             model = build(catalog, "task", config["task"], config.get("options", {}),
                           where=f"{model_dir}/polygraft.json", backbone=backbone, label_names=config["label_names"])
             load_weights_into(model, weights_file(model_dir))

@@ -171,7 +171,30 @@ def _backbone_from_model_dir(catalog: Catalog, name: str, model_dir: Path, optio
     if registry.get(saved) is not registry.get(name):
         raise IncompatibleComponentsError(f"{model_dir} holds a {saved!r} backbone, not {name!r}; use backbone: {saved}")
     built = {**backbone_options(config, model_dir), **options}
-    backbone = build(catalog, "backbone", name, built, where=where, weights=None)
+    backbone = build_saved_backbone(catalog, name, built, config.get("preprocessing"), where=where)
     prefix = "" if config["kind"] == "backbone" else "backbone."
     load_weights_into(backbone, weights_file(model_dir), prefix=prefix)
     return backbone
+
+
+def build_saved_backbone(catalog: Catalog, name: str, options: Mapping[str, Any], preprocessing: Any, *,
+                         where: str) -> Backbone:
+    """A saved model's backbone, random-init, from its saved ``options``. A preprocessing setting that the saved
+    options leave out and whose default changed since the model was saved (wav2vec2's ``max_seconds`` became 30)
+    is taken from the saved preprocessing description, so older runs keep loading as they were trained."""
+    import json
+
+    backbone = build(catalog, "backbone", name, options, where=where, weights=None)
+    if not isinstance(preprocessing, Mapping):
+        return backbone
+    rebuilt = json.loads(json.dumps(backbone.preprocessor.describe(), default=str))
+    # a setting described now but absent from the saved description was off (None) then; the caller's
+    # preprocessing check still compares the result with the saved description as a whole
+    stale = {key: preprocessing.get(key) for key in set(preprocessing) | set(rebuilt)
+             if key != "type" and key not in options and rebuilt.get(key) != preprocessing.get(key)}
+    if not stale:
+        return backbone
+    try:
+        return build(catalog, "backbone", name, {**options, **stale}, where=where, weights=None)
+    except ConfigError:  # not options of the backbone: the preprocessing check names the difference
+        return backbone

@@ -58,3 +58,27 @@ def test_g9_a_manifest_with_a_header_and_no_rows_says_so(tmp_path: Path, catalog
     (tmp_path / "m.csv").write_text("path,label\n")
     with pytest.raises(DataError, match=r"m.csv: manifest has a header but no rows"):
         polygraft.load_dataset("audio-manifest", catalog=catalog, path=str(tmp_path / "m.csv"))
+
+
+def test_a_run_saved_before_the_30_s_default_loads_as_it_was_trained(tmp_path) -> None:
+    """Runs of 0.1.0 saved wav2vec2 without ``max_seconds`` (then: no limit); the default is 30 s now. The saved
+    preprocessing description says what the run used, and loading keeps it instead of refusing the run."""
+    import json
+
+    from polygraft.model_io import save_model
+
+    task = polygraft.create_task("classification", backbone="wav2vec2", label_names=["a", "b"],
+                                 backbone_options={"size": "tiny", "max_seconds": None})
+    save_model(task, tmp_path / "run" / "model")
+    config_file = tmp_path / "run" / "model" / "polygraft.json"
+    config = json.loads(config_file.read_text())
+    config["backbone"]["options"].pop("max_seconds")  # as 0.1.0 wrote it
+    assert "max_seconds" not in config["preprocessing"]  # described only when set
+    config_file.write_text(json.dumps(config))
+    loaded = polygraft.load(tmp_path / "run")
+    assert loaded.backbone.preprocessor.max_seconds is None
+
+    config["preprocessing"]["sample_rate"] = 8000  # a setting the options cannot explain is still refused
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(polygraft.errors.WeightsError, match="sample_rate"):
+        polygraft.load(tmp_path / "run")
