@@ -58,3 +58,20 @@ def exists(path: str | Path) -> bool:
         return Path(path).expanduser().exists()
     except (OSError, ValueError):
         return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (on this machine): staging folders and locks of a killed process are
+    stale.
+
+    Example:
+        >>> process_alive(os.getpid())
+        True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, under another user
+        return True
+    return True

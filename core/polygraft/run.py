@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from polygraft.errors import ConfigError, TrainingError
-from polygraft.paths import exists
+from polygraft.paths import exists, process_alive
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "results.json", "data.json", ".incomplete")  # train.log: the writer's
 RUN_FOLDERS = ("checkpoints", "model", "tensorboard", "mlruns")
@@ -176,7 +176,7 @@ class RunDirectory:
         for pattern in ("checkpoints/.*.tmp-*", ".model.tmp-*"):
             for path in self.path.glob(pattern):
                 pid = path.name.rsplit("-", 1)[-1].split(".")[0]
-                if not pid.isdigit() or not _alive(int(pid)):
+                if not pid.isdigit() or not process_alive(int(pid)):
                     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def check_finished(self) -> None:
@@ -254,16 +254,6 @@ def _command() -> str:
     return " ".join(sys.argv)[:500] or "python"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _holder(file: Path) -> str:
     """``pid 123 (running), started 4 s ago: polygraft finetune ...`` from a lock or marker file."""
     try:
@@ -273,7 +263,7 @@ def _holder(file: Path) -> str:
     pid = info.get("pid")
     if not isinstance(pid, int):
         return "holder unknown"
-    state = "running" if _alive(pid) else "no longer running"
+    state = "running" if process_alive(pid) else "no longer running"
     ago = time.time() - float(info.get("started", time.time()))
     return f"pid {pid}, {state}, started {_duration(ago)} ago: {info.get('command', '?')}"
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from polygraft.paths import process_alive
+
 SHAPES = ("circle", "square", "triangle")
 
 
@@ -106,18 +108,8 @@ def remove_stale_staging(folder: Path) -> None:
     """Staging folders of generations whose process is gone (a killed run) are removed."""
     for stale in folder.glob(".shapes-*"):
         pid = stale.name.split("-")[1] if stale.name.count("-") >= 2 else ""
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_scenes(staging: Path, directory: Path, *, num_images: int, image_size: int, max_shapes: int,
