@@ -6,6 +6,7 @@ Example:
     $ polygraft explain runs/sentiment "an unexpectedly moving story"          # HTML page + JSON
     $ polygraft explain runs/shapes photo.png --method integrated-gradients --target circle
     $ polygraft explain runs/spoken_digits clip.wav --json
+    $ polygraft explain runs/fused --field photo=cat.png --field caption="a cat" --method modality-shapley
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def _human(explanation: Any) -> str:
         check = ""
         if attribution.completeness:
             report = attribution.completeness
+            cost = f"{report['passes']} forward passes" if "passes" in report else f"{report['steps']} steps"
             check = (f"; completeness delta {report['relative_delta']:.2%} of f(x)-f(baseline) "
-                     f"({'ok' if report['within_tolerance'] else 'NOT within'} {report['tolerance']:.0%}, "
-                     f"{report['steps']} steps)")
+                     f"({'ok' if report['within_tolerance'] else 'NOT within'} {report['tolerance']:.0%}, {cost})")
         lines.append(f"  {attribution.target}: {where}{check} [{attribution.seconds:.2f} s]")
         lines.extend(f"    note: {note}" for note in attribution.notes)
     lines.extend(f"  wrote {path}" for path in explanation.files)
@@ -53,11 +54,15 @@ def _said(prediction: dict[str, Any]) -> str:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     import polygraft
+    from polygraft.cli_run import parse_fields
     from polygraft.errors import ConfigError
     from polygraft.explain import Settings, explain, render
 
     if args.steps is not None and args.steps < 2:
         raise ConfigError(f"--steps must be at least 2, got {args.steps}")
+    fields = parse_fields(args.field or [])
+    if not args.inputs and not fields:
+        raise ConfigError("give something to explain: inputs as arguments or --field NAME=VALUE")
     task = polygraft.load(args.run_dir)
     if not hasattr(task, "head"):
         raise ConfigError(f"{args.run_dir} is a pretraining run (a backbone without a task); explain a fine-tuned run")
@@ -66,6 +71,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     results = []
     for value in args.inputs:
         explanation = explain(task, value, method=args.method, target=args.target, settings=settings)
+        render(explanation, output)
+        results.append(explanation)
+    if fields:  # one example made of named fields, read as `polygraft predict --field` reads it
+        example = task.backbone.preprocessor.read_fields(fields)
+        explanation = explain(task, example, method=args.method, target=args.target, settings=settings)
+        explanation.input = json.dumps(fields)
         render(explanation, output)
         results.append(explanation)
     if args.json:
@@ -83,9 +94,12 @@ def add_commands(sub: Any) -> None:
                        "gets an HTML page of highlighted words, images and audio PNG overlays, every input a JSON "
                        "file. Integrated Gradients reports its completeness check with every explanation.")
     p.add_argument("run_dir", metavar="RUN")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="what `polygraft predict` accepts: a text, an image or "
-                   "audio path, a JSON vector...")
-    p.add_argument("--method", metavar="NAME", help="integrated-gradients (ig), gradcam, occlusion; default: the "
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="what `polygraft predict` accepts: a text, an image or "
+                   "audio path, a JSON vector, a JSON object of a fused model's fields...")
+    p.add_argument("--field", action="append", metavar="NAME=VALUE",
+                   help="one example made of named fields (a fused model's photo and caption...), as for predict")
+    p.add_argument("--method", metavar="NAME", help="integrated-gradients (ig), gradcam, occlusion; for fusion "
+                   "models also modality-ablation and modality-shapley (each branch's contribution); default: the "
                    "best that applies (text, audio: integrated-gradients; images: gradcam; backbones that declare "
                    "no attribution hooks: occlusion)")
     p.add_argument("--target", metavar="LABEL", help="the class to explain (default: the predicted one); for tags, "

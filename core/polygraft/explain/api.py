@@ -115,7 +115,8 @@ def explain(task: Task, value: str | Mapping[str, Any], *, method: str | None = 
     Args:
         task: a trained task in eval mode (``polygraft.load(run_dir)``).
         value: what ``polygraft predict`` accepts (text, an image or audio path, a JSON vector), or a raw example.
-        method: ``integrated-gradients`` (``ig``), ``gradcam``, ``occlusion``; ``None`` = the default for the input.
+        method: ``integrated-gradients`` (``ig``), ``gradcam``, ``occlusion``, for fusion models
+            ``modality-ablation`` and ``modality-shapley``; ``None`` = the default for the input.
         target: the class to explain, or which outputs (tag, character, box label); ``None`` = the prediction.
         settings: steps, tolerance and batch sizes (:class:`~polygraft.explain.registry.Settings`).
     """
@@ -132,10 +133,12 @@ def explain(task: Task, value: str | Mapping[str, Any], *, method: str | None = 
         scores = raw.values.float().cpu().numpy() if raw.unit_level else subject.unit_scores(raw.values)
         attributions.append(Attribution(target=wanted.name, label=wanted.label, method=explainer.name,
                                         scores=np.asarray(scores, dtype=np.float32), units=raw.units or
-                                        subject.units(), completeness=raw.completeness, info=dict(wanted.info),
+                                        subject.units(), completeness=raw.completeness,
+                                        info={**wanted.info, **raw.info},
                                         notes=raw.notes, seconds=time.perf_counter() - start, source=wanted))
     shown = value if isinstance(value, str) else str(example.get("_origin") or "example")
-    return Explanation(input=shown, prediction=_plain(prediction), method=explainer.name, kind=subject.hooks.kind,
+    return Explanation(input=shown, prediction=_plain(prediction), method=explainer.name,
+                       kind=explainer.output_kind or subject.hooks.kind,
                        methods=applicable(subject), attributions=attributions, subject=subject)
 
 

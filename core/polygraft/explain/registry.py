@@ -5,16 +5,15 @@ when it can explain this subject, else the reason it cannot) and ``attribute(sub
 returns one :class:`RawAttribution`. Method families live in their own modules (``integrated_gradients``,
 ``gradcam``, ``occlusion``) and register themselves here when :func:`load_builtin` imports them.
 
-Adding a method is registering one more explainer; nothing else changes. A modality-contribution explainer for the
-coming ``fusion`` backbone (ablation of each branch with its learned "missing" embedding, or Shapley values over
-branches) is one of these: its ``applies`` looks for the branches the fusion backbone declares, its
-``attribute`` returns one value per branch (``RawAttribution(values=..., unit_level=True, units=[branch names])``,
-a ``vector`` map), and the per-branch maps come from running the existing explainers on each branch's input.
+Adding a method is registering one more explainer; nothing else changes. The modality-contribution methods of
+the ``fusion`` backbone (:mod:`polygraft.explain.modality`) are two of these: ``applies`` refuses any other
+backbone, ``attribute`` returns one value per branch (``RawAttribution(values=..., unit_level=True,
+units=[branch names])``) and ``output_kind`` makes the explanation's kind ``modality`` (drawn as bars).
 
 Example:
     >>> from polygraft.explain.registry import explainer_names
     >>> explainer_names()
-    ['gradcam', 'integrated-gradients', 'occlusion']
+    ['gradcam', 'integrated-gradients', 'modality-ablation', 'modality-shapley', 'occlusion']
 """
 
 from __future__ import annotations
@@ -73,6 +72,8 @@ class RawAttribution:
     completeness: dict[str, Any] | None = None
     units: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    #: added to the explanation's ``info`` (the JSON row), e.g. the values a method compared
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Explainer:
@@ -83,6 +84,8 @@ class Explainer:
     summary: ClassVar[str] = ""
     #: (module, pip requirement) pairs the method imports when it runs
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: the explanation's ``kind`` when it is not the attributed input's (``modality``: one value per branch)
+    output_kind: ClassVar[str | None] = None
 
     def applies(self, subject: Subject) -> str | None:
         """``None`` when this method can explain ``subject``; otherwise why not (shown to the user)."""
@@ -108,6 +111,7 @@ def load_builtin() -> None:
     """Import the method families (each registers itself)."""
     import polygraft.explain.gradcam
     import polygraft.explain.integrated_gradients
+    import polygraft.explain.modality
     import polygraft.explain.occlusion  # noqa: F401
 
 

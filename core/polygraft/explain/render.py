@@ -5,7 +5,9 @@
 * images and spectrograms: ``STEM-METHOD.png``, the input as the model saw it and one overlay per output (boxes
   drawn for detection), and ``STEM-METHOD-maps.npz`` with the full maps;
 * waveforms: the attribution per frame drawn over the clip's log-mel spectrogram;
-* vectors: a bar chart. Every kind also writes ``STEM-METHOD.json`` (what ``--json`` prints).
+* vectors: a bar chart; a fused model's modality contributions (kind ``modality``): one bar per branch.
+
+Every kind also writes ``STEM-METHOD.json`` (what ``--json`` prints).
 
 Example:
     >>> from polygraft.explain.render import file_stem
@@ -38,7 +40,7 @@ def file_stem(value: str) -> str:
 
 def render(explanation: Explanation, directory: str | Path, *, stem: str | None = None) -> list[str]:
     """Write the files for ``explanation`` into ``directory``; returns their paths (also kept in ``.files``)."""
-    from polygraft.explain.render_maps import draw_maps, draw_vectors, draw_waveform
+    from polygraft.explain.render_maps import draw_maps, draw_modalities, draw_vectors, draw_waveform
     from polygraft.explain.render_text import write_html
 
     directory = Path(directory)
@@ -53,6 +55,8 @@ def render(explanation: Explanation, directory: str | Path, *, stem: str | None 
             files.append(draw_maps(explanation, base.with_suffix(".png")))
         elif kind == "waveform":
             files.append(draw_waveform(explanation, base.with_suffix(".png")))
+        elif kind == "modality":
+            files.append(draw_modalities(explanation, base.with_suffix(".png")))
         else:
             files.append(draw_vectors(explanation, base.with_suffix(".png")))
         if explanation.attributions[0].scores.ndim == 2:

@@ -167,3 +167,21 @@ def draw_vectors(explanation: Explanation, path: Path) -> Path:
         axis.set_title(_title(attribution), fontsize=9)
         axis.tick_params(labelsize=7)
     return _save(figure, path, _headline(explanation))
+
+
+def draw_modalities(explanation: Explanation, path: Path) -> Path:
+    """A fused model's modality contributions: one bar per branch (in branch order), one panel per output."""
+    shown = explanation.attributions[:MAX_PANELS]
+    figure, axes = _figure(len(shown))
+    for axis, attribution in zip(axes, shown):
+        absent = set(attribution.info.get("absent_branches", ()))
+        names = [f"{name} (absent)" if name in absent else name
+                 for name in attribution.units or [str(i) for i in range(len(attribution.scores))]]
+        values = attribution.scores
+        axis.barh(names[::-1], values[::-1], color=["#1a9850" if v >= 0 else "#d73027" for v in values[::-1]])
+        axis.axvline(0.0, color="black", lw=0.6)
+        quantity = attribution.source.quantity if attribution.source else "score"
+        axis.set_xlabel(f"contribution to the {quantity}", fontsize=8)
+        axis.set_title(_title(attribution), fontsize=9)
+        axis.tick_params(labelsize=8)
+    return _save(figure, path, _headline(explanation))
