@@ -80,7 +80,7 @@ def test_the_methods_are_registered_and_apply_only_to_fusion() -> None:
     torch.manual_seed(0)
     toy = polygraft.create_task("classification", backbone="toy", label_names=["a", "b"],
                                 backbone_options={"in_features": 3}).eval()
-    with pytest.raises(IncompatibleComponentsError, match="not a fusion backbone.*Methods that do: occlusion$"):
+    with pytest.raises(IncompatibleComponentsError, match=r"not a fusion backbone.*Methods that do: occlusion$"):
         explain(toy, {"x": [0.5, -1.0, 2.0]}, method="modality-shapley")
     assert explain(toy, {"x": [0.5, -1.0, 2.0]}).methods == ["occlusion"]
 
