@@ -194,3 +194,22 @@ def test_cli_explain_with_fields_on_a_saved_fusion_run(tmp_path: Path, capsys: p
     assert "modality-ablation, modality-shapley" in capsys.readouterr().err
     assert main(["explain", run]) == 2
     assert "--field NAME=VALUE" in capsys.readouterr().err
+
+
+def test_exact_shapley_values_are_refused_past_eight_branches_and_work_with_a_transformer_fusion() -> None:
+    torch.manual_seed(0)
+    many = {f"m{i}": {"backbone": "toy", "backbone_options": {"in_features": 1, "hidden": 4}} for i in range(9)}
+    task = polygraft.create_task("classification", backbone="fusion", label_names=["no", "yes"],
+                                 backbone_options={"branches": many, "hidden": 8}).eval()
+    example = {f"m{i}": [float(i)] for i in range(9)}
+    with pytest.raises(IncompatibleComponentsError, match=r"2\*\*n forward passes.*Methods that do: .*modality-abl"):
+        explain(task, example, method="modality-shapley")
+    assert explain(task, example, method="modality-ablation").attributions[0].scores.shape == (9,)
+    assert "modality-shapley" in explain(task, {"m0": [1.0], "m1": [2.0]}, method="modality-shapley").methods
+    torch.manual_seed(0)
+    task = polygraft.create_task("classification", backbone="fusion", label_names=["no", "yes"], backbone_options={
+        "branches": BRANCHES, "fusion": "transformer", "hidden": 8, "heads": 2, "depth": 1}).eval()
+    attribution = explain(task, FULL, method="modality-shapley").attributions[0]
+    report = attribution.completeness
+    assert report is not None and float(attribution.scores.sum()) == pytest.approx(report["gap"], abs=1e-6)
+    assert report["gap"] == pytest.approx(report["f_input"] - report["f_baseline"]) and report["gap"] != 0
