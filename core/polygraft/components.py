@@ -179,19 +179,20 @@ def _backbone_from_model_dir(catalog: Catalog, name: str, model_dir: Path, optio
 
 def build_saved_backbone(catalog: Catalog, name: str, options: Mapping[str, Any], preprocessing: Any, *,
                          where: str) -> Backbone:
-    """A saved model's backbone, random-init, from its saved ``options``. A preprocessing setting that the saved
-    options leave out and whose default changed since the model was saved (wav2vec2's ``max_seconds`` became 30)
-    is taken from the saved preprocessing description, so older runs keep loading as they were trained."""
+    """A saved model's backbone, random-init, from its saved ``options``. A preprocessing limit that was off when
+    the model was saved, that the saved options leave out and that a default turns on now (wav2vec2's
+    ``max_seconds`` became 30) is turned off again, so older runs keep loading as they were trained."""
     import json
 
     backbone = build(catalog, "backbone", name, options, where=where, weights=None)
     if not isinstance(preprocessing, Mapping):
         return backbone
     rebuilt = json.loads(json.dumps(backbone.preprocessor.describe(), default=str))
-    # a setting described now but absent from the saved description was off (None) then; the caller's
-    # preprocessing check still compares the result with the saved description as a whole
-    stale = {key: preprocessing.get(key) for key in set(preprocessing) | set(rebuilt)
-             if key != "type" and key not in options and rebuilt.get(key) != preprocessing.get(key)}
+    # only a limit that was off (absent or None) when the model was saved and that a default turns on now: a
+    # saved value is never filled in (an export() that loses fitted state must still fail, as the kit checks);
+    # the caller's preprocessing check compares the result with the saved description as a whole
+    stale = {key: None for key in rebuilt
+             if key not in options and preprocessing.get(key) is None and rebuilt[key] is not None}
     if not stale:
         return backbone
     try:
