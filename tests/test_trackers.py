@@ -68,6 +68,10 @@ def test_trainer_tensorboard_is_gone_with_its_replacement_named() -> None:
         Recipe.from_dict({"task": "classification", "backbone": "toy",
                           "data": {"train": {"dataset": "synthetic-classification"}},
                           "trainer": {"tensorboard": True}})
+    # a run directory written before saved the old default: it still reads (resume, compare, evaluate)
+    old = Recipe.from_dict({"task": "classification", "backbone": "toy", "trainer": {"tensorboard": False},
+                            "data": {"train": {"dataset": "synthetic-classification"}}})
+    assert "tensorboard" not in old.to_dict()["trainer"]
 
 
 def test_a_resumed_run_goes_on_in_the_same_mlflow_run_and_tensorboard_events(tmp_path: Path) -> None:

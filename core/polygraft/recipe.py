@@ -112,7 +112,9 @@ class Recipe:
         if not isinstance(trainer_raw, dict):
             raise ConfigError(f"{where}: 'trainer' must be a mapping")
         for key, instead in REMOVED.items():
-            if key in trainer_raw:
+            if key in trainer_raw and trainer_raw[key] in (False, None):  # its old default (saved run configs)
+                del trainer_raw[key]
+            elif key in trainer_raw:
                 raise ConfigError(f"{where}: trainer.{key} was removed; write {instead}")
         _check_keys(trainer_raw, {f.name for f in dataclasses.fields(TrainerConfig)}, f"{where}: trainer")
         for key in ("backbone", "data"):
