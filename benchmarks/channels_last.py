@@ -19,7 +19,7 @@ CASES: dict[str, tuple[str, dict[str, Any], int]] = {
     "timm efficientnet_lite0 (64 px)": ("timm", {"model_name": "tf_efficientnet_lite0", "image_size": 64}, 64),
     "timm mobilenetv2_100 (64 px)": ("timm", {"model_name": "mobilenetv2_100", "image_size": 64}, 64),
     "timm resnet18 (64 px)": ("timm", {"model_name": "resnet18", "image_size": 64}, 64),
-    "timm vit_tiny_patch16 (64 px)": ("timm", {"model_name": "vit_tiny_patch16_224", "image_size": 64}, 64),
+    "timm vit_tiny_patch16 (224 px)": ("timm", {"model_name": "vit_tiny_patch16_224"}, 224),
 }
 
 
