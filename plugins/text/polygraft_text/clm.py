@@ -33,6 +33,7 @@ from polygraft.interfaces import DataPipeline, StepOutput
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.preprocessor import Preprocessor
+from polygraft_text.token_metrics import TokenPredictionMetrics
 
 GENERATION_OPTIONS = {"max_new_tokens": int, "top_k": int, "temperature": float, "seed": int}
 
@@ -83,7 +84,7 @@ class NextTokenPipeline(DataPipeline):
         return batch
 
 
-class CausalLanguageModeling(PretrainingObjective):
+class CausalLanguageModeling(TokenPredictionMetrics, PretrainingObjective):
     """Next-token cross-entropy through the backbone's tied LM head; perplexity; text generation as predict."""
 
     def __init__(self, backbone: Backbone, *, max_new_tokens: int = 30, top_k: int = 0, temperature: float = 1.0,
@@ -110,35 +111,15 @@ class CausalLanguageModeling(PretrainingObjective):
         loss = F.cross_entropy(logits.float(), target) if target.numel() else features.sequence.sum() * 0.0
         return StepOutput(loss=loss, outputs={"logits": logits, "target": target})
 
-    def update_metrics(self, batch: Batch, output: StepOutput) -> None:
-        target = output.outputs["target"]
-        if target.numel() == 0:
-            return
-        logits = output.outputs["logits"].detach().float()
-        self._loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
-        self._correct += int((logits.argmax(-1) == target).sum())
-        self._count += int(target.numel())
-
     def compute_metrics(self) -> dict[str, float]:
         """``clm_loss`` (nats per predicted token), ``perplexity``, ``token_accuracy``, ``tokens``; summed over
         ranks under torch.distributed (a collective then: every rank must call it)."""
-        import torch.distributed as dist
-
-        sums = torch.tensor([self._loss_sum, float(self._correct), float(self._count)], dtype=torch.float64)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            device = next(self.parameters()).device if dist.get_backend() == "nccl" else torch.device("cpu")
-            sums = sums.to(device)
-            dist.all_reduce(sums)
-            sums = sums.cpu()
-        loss_sum, correct, count = (float(v) for v in sums)
+        loss_sum, correct, count = self.token_totals()
         if not count:
             return {}
         loss = loss_sum / count
         return {"clm_loss": loss, "perplexity": float(torch.exp(torch.tensor(min(loss, 50.0)))),
                 "token_accuracy": correct / count, "tokens": count}
-
-    def reset_metrics(self) -> None:
-        self._loss_sum, self._correct, self._count = 0.0, 0, 0
 
     def export(self, directory: Any) -> dict[str, Any]:
         """A backbone checkpoint, plus the generation defaults: ``polygraft predict`` rebuilds this objective."""

@@ -37,6 +37,7 @@ from polygraft.interfaces import DataPipeline, StepOutput
 from polygraft.interfaces.backbone import Backbone
 from polygraft.interfaces.objective import PretrainingObjective
 from polygraft.interfaces.preprocessor import Preprocessor
+from polygraft_text.token_metrics import TokenPredictionMetrics
 
 IGNORE = -100
 
@@ -92,7 +93,7 @@ class MaskingPipeline(DataPipeline):
         return {**batch, "inputs": {**inputs, "input_ids": masked}, "labels": labels}
 
 
-class MaskedLanguageModeling(PretrainingObjective):
+class MaskedLanguageModeling(TokenPredictionMetrics, PretrainingObjective):
     """BERT MLM: cross-entropy on masked positions; metrics: loss, masked-token accuracy, perplexity."""
 
     def __init__(self, backbone: Backbone, *, mask_probability: float = 0.15, whole_word: bool = False,
@@ -139,24 +140,15 @@ class MaskedLanguageModeling(PretrainingObjective):
         loss = F.cross_entropy(logits.float(), target) if target.numel() else features.sequence.sum() * 0.0
         return StepOutput(loss=loss, outputs={"logits": logits, "target": target})
 
-    def update_metrics(self, batch: Batch, output: StepOutput) -> None:
-        target = output.outputs["target"]
-        if target.numel() == 0:
-            return
-        logits = output.outputs["logits"].detach().float()
-        self._loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
-        self._correct += int((logits.argmax(-1) == target).sum())
-        self._count += int(target.numel())
-
     def compute_metrics(self) -> dict[str, float]:
-        if not self._count:
+        """``mlm_loss`` (nats per masked token), ``mlm_accuracy``, ``perplexity``; summed over ranks under
+        torch.distributed (a collective then: every rank must call it)."""
+        loss_sum, correct, count = self.token_totals()
+        if not count:
             return {}
-        loss = self._loss_sum / self._count
-        return {"mlm_loss": loss, "mlm_accuracy": self._correct / self._count,
+        loss = loss_sum / count
+        return {"mlm_loss": loss, "mlm_accuracy": correct / count,
                 "perplexity": float(torch.exp(torch.tensor(min(loss, 50.0))))}
-
-    def reset_metrics(self) -> None:
-        self._loss_sum, self._correct, self._count = 0.0, 0, 0
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
